@@ -1,0 +1,166 @@
+"""Sequential: a model that chains layers, Keras style."""
+from __future__ import annotations
+
+from .backend import resolve_dtype
+from .layer import Layer
+
+
+class Sequential:
+    """A stack of layers applied in order.
+
+    ``forward`` feeds each layer's output to the next; ``backward`` walks the
+    list in reverse, handing each layer the gradient of the loss with respect
+    to its output and receiving the gradient with respect to its input.
+
+    With ``record=True`` the model keeps every layer's output in
+    ``self.activations`` and, after ``backward``, the gradient of the loss
+    with respect to each layer's output in ``self.gradients`` (what Grad-CAM
+    needs: ``activations[i]`` and ``gradients[i]`` belong to ``layers[i]``).
+    """
+
+    def __init__(self, layers=(), name: str = "sequential"):
+        self.layers = []
+        self.name = name
+        self.activations: list = []
+        self.gradients: list = []
+        self._record = False
+        for layer in layers:
+            self.add(layer)
+
+    def add(self, layer: Layer) -> "Sequential":
+        if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
+            raise ValueError(f"Sequential.add expects a layer, got {type(layer).__name__}")
+        self.layers.append(layer)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    # ----------------------------------------------------------- passes
+    def forward(self, x, training: bool = False, record: bool = False):
+        """Run every layer; ``record=True`` keeps each layer's output."""
+        self._record = record
+        self.activations = []
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+            if record:
+                self.activations.append(x)
+        return x
+
+    __call__ = forward
+
+    def backward(self, dy):
+        """Backpropagate ``dy`` (dL/d output) through every layer; return dL/d input."""
+        grads = []
+        for layer in reversed(self.layers):
+            if self._record:
+                grads.append(dy)
+            dy = layer.backward(dy)
+        self.gradients = grads[::-1]
+        return dy
+
+    # ------------------------------------------------------- parameters
+    def parameters(self, trainable_only: bool = False) -> list:
+        """All parameters in layer order (never a set: the order is stable)."""
+        ps = [p for layer in self.layers for p in layer.parameters()]
+        return [p for p in ps if p.trainable] if trainable_only else ps
+
+    def named_parameters(self) -> list:
+        """``("<index>.<LayerName>.<param>", Parameter)`` pairs, unique within the model."""
+        return [(f"{i}.{layer.name}.{name}", p)
+                for i, layer in enumerate(self.layers) for name, p in layer.named_parameters()]
+
+    def count_params(self, trainable_only: bool = True) -> int:
+        return sum(p.size for p in self.parameters(trainable_only=trainable_only))
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    def freeze(self, upto: int | None = None) -> "Sequential":
+        """Freeze the parameters of layers ``0 .. upto`` inclusive (all if None).
+
+        This is the transfer-learning paper's gamma: layers up to index gamma
+        keep their weights, the rest train.
+        """
+        last = len(self.layers) - 1 if upto is None else upto
+        for layer in self.layers[: last + 1]:
+            for p in layer.parameters():
+                p.trainable = False
+        return self
+
+    def unfreeze(self) -> "Sequential":
+        for p in self.parameters():
+            p.trainable = True
+        return self
+
+    # ------------------------------------------------- dtype and device
+    def astype(self, dtype) -> "Sequential":
+        resolve_dtype(dtype)
+        for layer in self.layers:
+            layer.astype(dtype)
+        return self
+
+    @property
+    def dtype(self):
+        ps = self.parameters()
+        return ps[0].dtype if ps else None
+
+    def to_device(self, device: str) -> "Sequential":
+        for layer in self.layers:
+            layer.to_device(device)
+        return self
+
+    def to_gpu(self) -> "Sequential":
+        return self.to_device("gpu")
+
+    def to_cpu(self) -> "Sequential":
+        return self.to_device("cpu")
+
+    # ---------------------------------------------------------- summary
+    def output_shapes(self, input_shape) -> list:
+        """Per-layer output shape (without the batch axis) for ``input_shape``."""
+        shapes, shape = [], tuple(input_shape)
+        for layer in self.layers:
+            shape = tuple(layer.output_shape(shape))
+            shapes.append(shape)
+        return shapes
+
+    def summary(self, input_shape, print_fn=print) -> str:
+        """A Keras-style table: layer, output shape, parameter count; totals.
+
+        ``input_shape`` is one sample's shape, e.g. ``(1, 48, 48)``.
+        """
+        shapes = self.output_shapes(input_shape)
+        rows = [(f"{i}: {layer!r}", str((None,) + s), f"{sum(p.size for p in layer.parameters()):,}")
+                for i, (layer, s) in enumerate(zip(self.layers, shapes))]
+        w0 = max([len("Layer")] + [len(r[0]) for r in rows])
+        w1 = max([len("Output shape")] + [len(r[1]) for r in rows])
+        w2 = max([len("Params")] + [len(r[2]) for r in rows])
+        line = "-" * (w0 + w1 + w2 + 4)
+        out = [f"Model: {self.name}   input {(None,) + tuple(input_shape)}", line,
+               f"{'Layer':<{w0}}  {'Output shape':<{w1}}  {'Params':>{w2}}", line]
+        out += [f"{a:<{w0}}  {b:<{w1}}  {c:>{w2}}" for a, b, c in rows]
+        total = self.count_params(trainable_only=False)
+        trainable = self.count_params(trainable_only=True)
+        out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                f"Frozen params: {total - trainable:,}"]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def get_config(self) -> dict:
+        return {"name": self.name,
+                "layers": [{"type": type(layer).__name__, "name": layer.name,
+                            "config": layer.get_config()} for layer in self.layers]}
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n  {inner}\n])"
