@@ -1,8 +1,51 @@
-"""nnlite: an educational neural-network framework with explicit backprop."""
-from .backend import Generator, get_array_module, gpu_available
+"""nnlite: an educational neural-network framework with explicit backprop.
+
+Every layer is a small class with a ``forward`` and a ``backward`` you can
+read next to the math in its docstring.  Arrays are NCHW, float32 by default,
+on NumPy (CPU) or CuPy (GPU); :mod:`nnlite.backend` decides which.
+
+    >>> import nnlite as nn
+    >>> model = nn.zoo.mias_cnn(num_classes=3)
+    >>> model.summary((1, 48, 48))          # doctest: +SKIP
+"""
+from .backend import Generator, get_array_module, gpu_available, to_numpy
 from .parameter import Parameter
 from .layer import Layer
 from .sequential import Sequential
-from .gradcheck import gradcheck, gradcheck_loss, assert_gradcheck
+from .gradcheck import gradcheck, gradcheck_loss, assert_gradcheck, relative_error
+
+from .conv import Conv2D
+from .conv_transpose import ConvTranspose2D
+from .padding import ZeroPad2D
+from .dense import Dense, Flatten
+from .pooling import MaxPool2D, AvgPool2D, GlobalAvgPool2D
+from .activations import ReLU, LeakyReLU, Tanh, Sigmoid, Softmax
+from .dropout import Dropout
+from .lrn import LocalResponseNorm
+
+from .losses import Loss, SoftmaxCrossEntropy, BinaryCrossEntropy, MSE
+from .optim import Optimizer, SGD, RMSProp, Adam, LRSchedule, StepDecay, ExponentialDecay
+from .regularizers import Regularizer, L1, L2, L1L2
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint, HistoryLogger
+from .training import History, fit, evaluate, predict, predict_proba
+from .serialization import save, load, load_weights, save_checkpoint, load_checkpoint
+
+from . import initializers, metrics, regularizers, zoo
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Generator", "get_array_module", "gpu_available", "to_numpy",
+    "Parameter", "Layer", "Sequential",
+    "gradcheck", "gradcheck_loss", "assert_gradcheck", "relative_error",
+    "Conv2D", "ConvTranspose2D", "ZeroPad2D", "Dense", "Flatten",
+    "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
+    "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Dropout", "LocalResponseNorm",
+    "Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSE",
+    "Optimizer", "SGD", "RMSProp", "Adam", "LRSchedule", "StepDecay", "ExponentialDecay",
+    "Regularizer", "L1", "L2", "L1L2",
+    "Callback", "EarlyStopping", "ModelCheckpoint", "HistoryLogger",
+    "History", "fit", "evaluate", "predict", "predict_proba",
+    "save", "load", "load_weights", "save_checkpoint", "load_checkpoint",
+    "initializers", "metrics", "regularizers", "zoo",
+]

@@ -55,15 +55,26 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy):
-        """Backpropagate ``dy`` (dL/d output) through every layer; return dL/d input."""
+    def backward(self, dy, need_input_grad: bool = True):
+        """Backpropagate ``dy`` (dL/d output) through every layer; return dL/d input.
+
+        With ``need_input_grad=False`` (what ``fit`` uses) the walk stops at the
+        first layer that has trainable parameters: the layers before it have
+        nothing to learn, so their backward passes would be wasted work (this
+        is where freezing layers saves time). The return value is then None.
+        """
+        stop = 0
+        if not need_input_grad and not self._record:
+            trainable = [i for i, layer in enumerate(self.layers)
+                         if any(p.trainable for p in layer.parameters())]
+            stop = trainable[0] if trainable else len(self.layers)
         grads = []
-        for layer in reversed(self.layers):
+        for i in range(len(self.layers) - 1, stop - 1, -1):
             if self._record:
                 grads.append(dy)
-            dy = layer.backward(dy)
+            dy = self.layers[i].backward(dy)
         self.gradients = grads[::-1]
-        return dy
+        return dy if stop == 0 else None
 
     # ------------------------------------------------------- parameters
     def parameters(self, trainable_only: bool = False) -> list:
@@ -122,6 +133,32 @@ class Sequential:
 
     def to_cpu(self) -> "Sequential":
         return self.to_device("cpu")
+
+    # ------------------------------------------------ training (Keras style)
+    def fit(self, x, y, **kwargs):
+        """Train the model; see :func:`nnlite.training.fit` for the arguments."""
+        from .training import fit
+        return fit(self, x, y, **kwargs)
+
+    def evaluate(self, x, y, **kwargs) -> dict:
+        """Loss and accuracy; see :func:`nnlite.training.evaluate`."""
+        from .training import evaluate
+        return evaluate(self, x, y, **kwargs)
+
+    def predict(self, x, **kwargs):
+        """Logits as a NumPy array; see :func:`nnlite.training.predict`."""
+        from .training import predict
+        return predict(self, x, **kwargs)
+
+    def predict_proba(self, x, **kwargs):
+        """Class probabilities; see :func:`nnlite.training.predict_proba`."""
+        from .training import predict_proba
+        return predict_proba(self, x, **kwargs)
+
+    def save(self, path):
+        """Save architecture and weights; see :func:`nnlite.serialization.save`."""
+        from .serialization import save
+        return save(self, path)
 
     # ---------------------------------------------------------- summary
     def output_shapes(self, input_shape) -> list:
