@@ -1,0 +1,284 @@
+"""Pooling layers: max pooling, average pooling and global average pooling.
+
+Shapes use the notation block of :mod:`nnlite.layer` (N, C, H, W, KH, KW,
+SH, SW, PH, PW, OH, OW); the layout is NCHW and pooling acts on every channel
+separately::
+
+    OH = floor((H - KH + 2*PH) / SH) + 1        OW = floor((W - KW + 2*PW) / SW) + 1
+
+How the code is organised (the same for max and average pooling): the padded
+input ``xpad`` is read through one strided slice per kernel offset ``(i, j)``,
+
+    window(i, j) = xpad[:, :, i : i + SH*(OH-1) + 1 : SH, j : j + SW*(OW-1) + 1 : SW]   # (N, C, OH, OW)
+
+so ``window(i, j)[n, c, oh, ow] = xpad[n, c, oh*SH + i, ow*SW + j]``: element
+``(i, j)`` of every pooling window at once. Forward combines the KH*KW slices
+(maximum or sum); backward adds each slice's share of ``dy`` back into the
+same strided slice of a zero gradient buffer. Where windows overlap (stride
+smaller than the kernel, e.g. AlexNet's 3x3 pools with stride 2) an input
+element lies in several windows and its gradient is the *sum* of the shares
+it receives from each of them. There is no loop over the batch or over
+pixels, only over the KH*KW kernel offsets.
+
+The core computations are the small module functions ``max_pool_forward``,
+``max_pool_backward``, ``avg_pool_forward`` and ``avg_pool_backward``; a
+faster kernel (Numba, CuPy) can replace one of them with the same signature,
+and the tests hold the two equal.
+"""
+from __future__ import annotations
+
+from .backend import get_array_module
+from .layer import Layer, conv_output_size, pair
+
+
+# ----------------------------------------------------------------- helpers
+def pad_hw(x, PH: int, PW: int, value: float):
+    """Copy of ``x`` (N, C, H, W) with PH rows / PW columns of ``value`` on each side.
+
+    Returns ``x`` itself (no copy) when there is no padding.
+    """
+    if PH == 0 and PW == 0:
+        return x
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    out = xp.full((N, C, H + 2 * PH, W + 2 * PW), value, dtype=x.dtype)
+    out[:, :, PH:PH + H, PW:PW + W] = x
+    return out
+
+
+def window(a, i: int, j: int, SH: int, SW: int, OH: int, OW: int):
+    """Strided view of ``a`` (N, C, Hp, Wp): element (i, j) of every window -> (N, C, OH, OW)."""
+    return a[:, :, i:i + SH * (OH - 1) + 1:SH, j:j + SW * (OW - 1) + 1:SW]
+
+
+def max_pool_forward(xpad, KH, KW, SH, SW, OH, OW):
+    """``y[n, c, oh, ow] = max_{i<KH, j<KW} xpad[n, c, oh*SH + i, ow*SW + j]``."""
+    y = window(xpad, 0, 0, SH, SW, OH, OW).copy()               # (N, C, OH, OW)
+    xp = get_array_module(xpad)
+    for i in range(KH):
+        for j in range(KW):
+            if i or j:
+                xp.maximum(y, window(xpad, i, j, SH, SW, OH, OW), out=y)
+    return y
+
+
+def max_pool_backward(dy, xpad, y, KH, KW, SH, SW):
+    """Route each ``dy`` element to the first maximum (row-major) of its window.
+
+    Walking the kernel offsets in row-major order (i, then j), ``hit`` marks
+    the windows whose element (i, j) equals the maximum and that have not
+    been served yet (``taken``); ``dy`` goes there and nowhere else, so a
+    window with several equal maxima sends its whole gradient to the first
+    one. Returns the gradient w.r.t. the padded input ``xpad``.
+    """
+    xp = get_array_module(dy)
+    OH, OW = dy.shape[2:]
+    dxp = xp.zeros(xpad.shape, dtype=dy.dtype)                   # (N, C, H + 2PH, W + 2PW)
+    taken = xp.zeros(dy.shape, dtype=bool)                      # (N, C, OH, OW)
+    for i in range(KH):
+        for j in range(KW):
+            hit = window(xpad, i, j, SH, SW, OH, OW) == y
+            hit &= ~taken
+            taken |= hit
+            dxw = window(dxp, i, j, SH, SW, OH, OW)               # a view into dxp
+            dxw += xp.where(hit, dy, 0)                          # overlapping windows add up
+    return dxp
+
+
+def avg_pool_forward(xpad, KH, KW, SH, SW, OH, OW):
+    """``y[n, c, oh, ow] = (1 / (KH*KW)) * sum_{i, j} xpad[n, c, oh*SH + i, ow*SW + j]``."""
+    xp = get_array_module(xpad)
+    N, C = xpad.shape[:2]
+    y = xp.zeros((N, C, OH, OW), dtype=xpad.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            y += window(xpad, i, j, SH, SW, OH, OW)
+    y /= KH * KW
+    return y
+
+
+def avg_pool_backward(dy, padded_shape, KH, KW, SH, SW):
+    """Every element of a window receives ``dy / (KH*KW)``; overlaps add up."""
+    xp = get_array_module(dy)
+    OH, OW = dy.shape[2:]
+    share = dy / (KH * KW)                                      # (N, C, OH, OW), dy's dtype
+    dxp = xp.zeros(padded_shape, dtype=dy.dtype)                # (N, C, H + 2PH, W + 2PW)
+    for i in range(KH):
+        for j in range(KW):
+            dxw = window(dxp, i, j, SH, SW, OH, OW)
+            dxw += share
+    return dxp
+
+
+def _as_config(value: tuple):
+    """``(3, 3) -> 3``, ``(2, 3) -> [2, 3]``: JSON-friendly and accepted by ``pair``."""
+    return value[0] if value[0] == value[1] else list(value)
+
+
+# ------------------------------------------------------------------ layers
+class _Pool2D(Layer):
+    """Argument checks and shape arithmetic shared by MaxPool2D and AvgPool2D."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, name=None):
+        super().__init__(name)
+        cls = type(self).__name__
+        self.kernel_size = pair(kernel_size, "kernel_size", cls)
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", cls)
+        self.padding = pair(padding, "padding", cls)
+        if min(self.kernel_size) < 1:
+            raise ValueError(f"{cls}: kernel_size must be >= 1, got {kernel_size!r}")
+        if min(self.stride) < 1:
+            raise ValueError(f"{cls}: stride must be >= 1, got {stride!r}")
+        if min(self.padding) < 0:
+            raise ValueError(f"{cls}: padding must be >= 0, got {padding!r}")
+        for p, k in zip(self.padding, self.kernel_size):
+            if 2 * p > k:  # as PyTorch: otherwise a window could hold only padding
+                raise ValueError(f"{cls}: padding must be at most half the kernel size, "
+                                 f"got padding {padding!r} for kernel_size {kernel_size!r}")
+
+    def _out_hw(self, H: int, W: int) -> tuple:
+        (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
+        if KH > H + 2 * PH or KW > W + 2 * PW:
+            raise ValueError(
+                f"{self.name}: kernel {KH}x{KW} is larger than the padded input "
+                f"{H + 2 * PH}x{W + 2 * PW} (input {H}x{W}, padding {PH},{PW})")
+        return conv_output_size(H, KH, PH, SH), conv_output_size(W, KW, PW, SW)
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name} expected a per-sample shape (C, H, W), "
+                             f"got {tuple(input_shape)}")
+        C, H, W = input_shape
+        return (C,) + self._out_hw(H, W)
+
+    def get_config(self) -> dict:
+        return {"kernel_size": _as_config(self.kernel_size), "stride": _as_config(self.stride),
+                "padding": _as_config(self.padding)}
+
+
+class MaxPool2D(_Pool2D):
+    """2-D max pooling over each channel.
+
+    Forward::
+
+        y[n, c, oh, ow] = max_{0<=i<KH, 0<=j<KW} xpad[n, c, oh*SH + i, ow*SW + j]
+
+    where ``xpad`` is the input padded with ``-inf`` (so padding never wins
+    the maximum; every window holds at least one real element because
+    ``padding <= kernel_size // 2``).
+
+    Backward: the max is locally a selection, so ``dy[n, c, oh, ow]`` flows
+    to the one input element that was selected, and every other element of
+    the window gets 0. **Ties**: when several elements of a window equal the
+    maximum, the gradient goes to the *first* of them in row-major order
+    within the window (smallest ``i``, then smallest ``j``), like
+    ``argmax`` of the flattened window. With overlapping windows (stride <
+    kernel) one input element can be the maximum of several windows; its
+    gradient is the sum of their ``dy``.
+
+    Args:
+        kernel_size: KH, KW; an int or a pair ``(KH, KW)``.
+        stride: SH, SW; an int, a pair, or None for ``stride = kernel_size``
+            (non-overlapping windows).
+        padding: PH, PW of ``-inf`` on each side; at most half the kernel.
+        name: layer name (default the class name).
+
+    Shapes: x (N, C, H, W) -> y (N, C, OH, OW), with
+    ``OH = floor((H - KH + 2*PH) / SH) + 1`` and likewise OW.
+    """
+
+    def forward(self, x, training: bool = False):
+        self._check_input(x, ndim=4, what="(N, C, H, W)")
+        (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
+        OH, OW = self._out_hw(*x.shape[2:])
+        xpad = pad_hw(x, PH, PW, float("-inf"))                  # (N, C, H + 2PH, W + 2PW)
+        y = max_pool_forward(xpad, KH, KW, SH, SW, OH, OW)       # (N, C, OH, OW)
+        self._cache = (xpad, y, x.shape)
+        return y
+
+    def backward(self, dy):
+        xpad, y, x_shape = self._saved()
+        self._check_grad(dy, y.shape)
+        (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
+        dxp = max_pool_backward(dy, xpad, y, KH, KW, SH, SW)     # (N, C, H + 2PH, W + 2PW)
+        H, W = x_shape[2:]
+        return dxp[:, :, PH:PH + H, PW:PW + W].copy() if (PH or PW) else dxp
+
+
+class AvgPool2D(_Pool2D):
+    """2-D average pooling over each channel.
+
+    Forward::
+
+        y[n, c, oh, ow] = (1 / (KH*KW)) * sum_{0<=i<KH, 0<=j<KW} xpad[n, c, oh*SH + i, ow*SW + j]
+
+    where ``xpad`` is the input padded with **zeros**, and the padded zeros
+    *count* in the average: the divisor is always KH*KW (PyTorch's
+    ``count_include_pad=True``), so a border window with padding averages to
+    a smaller value than its real elements alone.
+
+    Backward: ``dL/dx`` at each element of a window receives
+    ``dy[n, c, oh, ow] / (KH*KW)``; with overlapping windows the shares from
+    every window containing the element add up. Shares that land on padding
+    are dropped.
+
+    Args:
+        kernel_size: KH, KW; an int or a pair.
+        stride: SH, SW; an int, a pair, or None for ``stride = kernel_size``.
+        padding: PH, PW of zeros on each side; at most half the kernel.
+        name: layer name (default the class name).
+
+    Shapes: x (N, C, H, W) -> y (N, C, OH, OW).
+    """
+
+    def forward(self, x, training: bool = False):
+        self._check_input(x, ndim=4, what="(N, C, H, W)")
+        (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
+        OH, OW = self._out_hw(*x.shape[2:])
+        xpad = pad_hw(x, PH, PW, 0.0)                            # (N, C, H + 2PH, W + 2PW)
+        y = avg_pool_forward(xpad, KH, KW, SH, SW, OH, OW)       # (N, C, OH, OW)
+        self._cache = (xpad.shape, x.shape, y.shape)
+        return y
+
+    def backward(self, dy):
+        padded_shape, x_shape, y_shape = self._saved()
+        self._check_grad(dy, y_shape)
+        (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
+        dxp = avg_pool_backward(dy, padded_shape, KH, KW, SH, SW)
+        H, W = x_shape[2:]
+        return dxp[:, :, PH:PH + H, PW:PW + W].copy() if (PH or PW) else dxp
+
+
+class GlobalAvgPool2D(Layer):
+    """Global average pooling: the mean of each channel over all positions.
+
+    Forward::  y[n, c] = (1 / (H*W)) * sum_{h, w} x[n, c, h, w]
+
+    Backward:: dx[n, c, h, w] = dy[n, c] / (H*W)   (every position gets an equal share)
+
+    Shapes: x (N, C, H, W) -> y (N, C). It replaces Flatten before the
+    classifier head ("global-average flatten" in the lecture slides; the
+    transfer-learning paper's new head) and makes the head independent of
+    the image size.
+    """
+
+    def __init__(self, name=None):
+        super().__init__(name)
+
+    def forward(self, x, training: bool = False):
+        self._check_input(x, ndim=4, what="(N, C, H, W)")
+        self._cache = x.shape
+        return x.mean(axis=(2, 3))                              # (N, C), x's dtype
+
+    def backward(self, dy):
+        N, C, H, W = self._saved()
+        self._check_grad(dy, (N, C))
+        xp = get_array_module(dy)
+        share = dy / (H * W)                                    # (N, C)
+        return xp.broadcast_to(share[:, :, None, None], (N, C, H, W)).copy()
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name} expected a per-sample shape (C, H, W), "
+                             f"got {tuple(input_shape)}")
+        return (input_shape[0],)
