@@ -135,6 +135,17 @@ class Layer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
+    def describe(self) -> str:
+        """A short one-line form for tables: hyperparameters only, no seed or name."""
+        def short(v):
+            if isinstance(v, (tuple, list)) and len(v) > 0 and all(u == v[0] for u in v):
+                return short(v[0])
+            return str(v) if not isinstance(v, str) else repr(v)
+        skip = {"seed", "name", "weight_init"}
+        args = ", ".join(f"{k}={short(v)}" for k, v in self.get_config().items() if k not in skip)
+        frozen = any(not p.trainable for p in self.parameters())
+        return f"{type(self).__name__}({args})" + (" [frozen]" if frozen else "")
+
 
 def pair(value, what: str, layer: str) -> tuple:
     """Turn an int or a pair of ints into ``(h, w)``; clear error otherwise."""

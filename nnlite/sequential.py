@@ -175,7 +175,7 @@ class Sequential:
         ``input_shape`` is one sample's shape, e.g. ``(1, 48, 48)``.
         """
         shapes = self.output_shapes(input_shape)
-        rows = [(f"{i}: {layer!r}", str((None,) + s), f"{sum(p.size for p in layer.parameters()):,}")
+        rows = [(f"{i}: {layer.describe()}", str((None,) + s), f"{sum(p.size for p in layer.parameters()):,}")
                 for i, (layer, s) in enumerate(zip(self.layers, shapes))]
         w0 = max([len("Layer")] + [len(r[0]) for r in rows])
         w1 = max([len("Output shape")] + [len(r[1]) for r in rows])
