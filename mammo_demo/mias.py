@@ -274,8 +274,13 @@ def read_pgm(path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, count=need, offset=offset).reshape(height, width).copy()
 
 
-def write_pgm(path, array) -> Path:
-    """Write a 2-D array of integers in ``[0, 255]`` as an 8-bit binary PGM (maxval 255)."""
+def write_pgm(path, array, comment: str | None = None) -> Path:
+    """Write a 2-D array of integers in ``[0, 255]`` as an 8-bit binary PGM (maxval 255).
+
+    ``comment`` (one line of ASCII text) is written as a ``# ...`` header line,
+    which every PGM reader skips; the phantom generator uses it to label each
+    file as synthetic.
+    """
     a = np.asarray(array)
     if a.ndim != 2:
         raise ValueError(f"write_pgm expects a 2-D (H, W) array, got shape {a.shape}")
@@ -286,7 +291,12 @@ def write_pgm(path, array) -> Path:
             raise ValueError("write_pgm: pixel values must lie in [0, 255]")
         a = a.astype(np.uint8)
     path = Path(path)
-    header = f"P5\n{a.shape[1]} {a.shape[0]}\n255\n".encode("ascii")
+    note = ""
+    if comment is not None:
+        if "\n" in comment or "\r" in comment or not comment.isascii():
+            raise ValueError("write_pgm: the comment must be one line of ASCII text")
+        note = f"# {comment}\n"
+    header = f"P5\n{note}{a.shape[1]} {a.shape[0]}\n255\n".encode("ascii")
     with open(path, "wb") as f:
         f.write(header)
         f.write(np.ascontiguousarray(a).tobytes())
