@@ -1,0 +1,307 @@
+"""The ``mammo-demo`` command line, end to end, on a tiny phantom set.
+
+The fast tests train for one epoch on 24 phantom films of 128x128 pixels with
+16x16 patches (a couple of seconds); the full-size default run, which is the
+README's command, is marked slow.
+"""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnlite as nn
+from mammo_demo import cli
+from mammo_demo import experiment as E
+from mammo_demo.mias import load_mias
+
+RUN_FILES = {"config.json", "data.json", "history.csv", "history.json", "best_model.npz",
+             "checkpoint.npz", "metrics.json", "report.txt", "curves.png",
+             "confusion_matrix.png", "roc.png", "test_patches.png", "gradcam.png"}
+QUICK = ["--epochs", "1", "--batch-size", "16", "--patch-size", "16", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mias") / "phantom"
+    assert cli.main(["synth", "--out", str(folder), "--n-images", "24", "--image-size", "128",
+                     "--seed", "1"]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    assert cli.main(["train", "--data", str(tiny_data), "--out", str(run), *QUICK]) == 0
+    return run
+
+
+def _error(capsys):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+# ------------------------------------------------------------------ train
+def test_synth_writes_a_phantom_folder(tiny_data):
+    ds = load_mias(tiny_data)
+    assert ds.is_phantom and len(ds) == 24 and ds.image_size == 128
+
+
+def test_train_fills_the_run_folder_and_says_phantom(tiny_run, tiny_data):
+    assert RUN_FILES <= {p.name for p in tiny_run.iterdir()}
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["data"].startswith("phantom") and "PHANTOM" in metrics["data"]
+    assert metrics["classes"] == ["normal", "benign", "malignant"]
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and len(metrics["confusion_matrix"]) == 3
+    assert "NOT A MEDICAL DEVICE" in metrics["not_a_medical_device"]
+    assert set(metrics["headline"]) == {k for k, _ in E.TABLE_COLUMNS}
+    data = json.loads((tiny_run / "data.json").read_text())
+    assert data["kind"] == "phantom" and data["phantom_seed"] == 1 and data["seed"] == 0
+    (split,) = data["splits"]
+    assert sum(split[s]["patches"] for s in ("train", "val", "test")) == data["patches"]["total"]
+    for part in ("train", "val", "test"):
+        assert set(split[part]["per_class"]) == {"normal", "benign", "malignant"}
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["data_dir"] == str(tiny_data.resolve()) and config["optimizer"] == "sgd"
+    assert config["lr"] == 0.002 and config["patch_size"] == 16
+    rows = list(csv.DictReader((tiny_run / "history.csv").open()))
+    assert len(rows) == 1 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
+    assert "PHANTOM" in (tiny_run / "report.txt").read_text()
+    model = nn.load(tiny_run / "best_model.npz")
+    assert model.output_shapes((1, 16, 16))[-1] == (3,)
+
+
+def test_train_prints_the_table_next_to_the_paper(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tiny_data), "--out", str(run), "--task", "all",
+                     *QUICK, "--epochs", "0"]) == 0
+    out = capsys.readouterr().out
+    for text in ("60.9%", "59.6%", "59.1%", "paper  all", "ours   all", "PHANTOM data",
+                 "split by image", "NOT A MEDICAL DEVICE", str(run)):
+        assert text in out
+    assert (run / "best_model.npz").is_file()   # epochs 0: the initial model is evaluated
+
+
+def test_resume_continues_the_same_run(tiny_run, tmp_path):
+    run = tmp_path / "resumed"
+    shutil.copytree(tiny_run, run)
+    assert cli.main(["train", "--data", str(json.loads((run / "config.json").read_text())["data_dir"]),
+                     "--out", str(run), *QUICK, "--epochs", "2", "--resume"]) == 0
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    before = list(csv.DictReader((tiny_run / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert rows[0] == before[0]            # epoch 1 was restored, not trained again
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+
+
+def test_resume_with_other_settings_and_reuse_without_resume_are_refused(tiny_run, tiny_data,
+                                                                         capsys):
+    base = ["train", "--data", str(tiny_data), "--out", str(tiny_run), *QUICK]
+    assert cli.main(base + ["--resume", "--lr", "0.01"]) == 2
+    assert "different settings (lr: 0.002 -> 0.01)" in _error(capsys)
+    assert cli.main(base) == 2
+    assert "already holds files: pass --resume" in _error(capsys)
+
+
+def test_folds_report_mean_and_std(tiny_data, tmp_path, capsys):
+    run = tmp_path / "cv"
+    assert cli.main(["train", "--data", str(tiny_data), "--out", str(run), "--folds", "2",
+                     "--balance", "weights", *QUICK]) == 0
+    result = json.loads((run / "metrics.json").read_text())
+    assert len(result["folds"]) == 2 and result["data"].startswith("phantom")
+    accs = [f["accuracy"] for f in result["folds"]]
+    assert result["mean"]["accuracy"] == pytest.approx(np.mean(accs))
+    assert result["std"]["accuracy"] == pytest.approx(np.std(accs))
+    for i in (1, 2):
+        assert RUN_FILES - {"data.json", "report.txt"} <= {p.name for p in (run / f"fold{i}").iterdir()}
+        assert json.loads((run / f"fold{i}" / "config.json").read_text())["fold"] == i
+    assert "±" in capsys.readouterr().out and "2-fold cross-validation by image" in \
+        (run / "report.txt").read_text()
+    tests = [json.loads((run / f"fold{i}" / "metrics.json").read_text())["n_test"] for i in (1, 2)]
+    assert sum(tests) == json.loads((run / "data.json").read_text())["patches"]["total"]
+
+
+def test_default_data_is_the_cached_phantom(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNLITE_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert cli.main(["train", "--out", str(run), "--phantom-images", "24", "--image-size", "128",
+                     *QUICK, "--epochs", "0"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["data_dir"] is None and config["phantom_seed"] == 0
+    cached = list((tmp_path / "cache").iterdir())
+    assert len(cached) == 1 and "phantom" in cached[0].name
+    assert json.loads((run / "data.json").read_text())["folder"] == str(cached[0])
+
+
+# ------------------------------------------------------------------ evaluate and predict
+def test_evaluate_reproduces_the_test_split(tiny_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert cli.main(["evaluate", "--model", str(tiny_run / "best_model.npz"), "--out", str(out),
+                     "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "PHANTOM" in printed and "test split by image (seed 0)" in printed
+    ev = json.loads((out / "metrics.json").read_text())
+    trained = json.loads((tiny_run / "metrics.json").read_text())
+    assert ev["split"] == "test" and ev["data"].startswith("phantom")
+    assert ev["confusion_matrix"] == trained["confusion_matrix"]
+    assert ev["accuracy"] == trained["accuracy"]
+    assert {"confusion_matrix.png", "roc.png", "test_patches.png", "gradcam.png"} <= \
+        {p.name for p in out.iterdir()}
+    total = json.loads((tiny_run / "data.json").read_text())["patches"]["total"]
+    assert cli.main(["evaluate", "--model", str(tiny_run / "best_model.npz"), "--split", "all",
+                     "--quiet"]) == 0
+    assert f"all {total} patches" in capsys.readouterr().out
+
+
+def test_evaluate_rejects_a_task_with_other_classes(tiny_run, capsys):
+    assert cli.main(["evaluate", "--model", str(tiny_run / "best_model.npz"), "--task", "calc",
+                     "--quiet"]) == 2
+    assert "has 3 outputs but task 'calc' has 2 classes" in _error(capsys)
+
+
+def test_predict_prints_probabilities(tiny_run, tiny_data, capsys):
+    ds = load_mias(tiny_data)
+    row = next(r for r in ds.records if r.has_coordinates)
+    image = tiny_data / f"{row.refnum}.pgm"
+    args = ["predict", "--model", str(tiny_run / "best_model.npz"), "--image", str(image),
+            "--x", str(row.x), "--y", str(row.y), "--radius", str(row.radius)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert f"array row {128 - row.y}, column {row.x}" in out
+    for name in ("normal", "benign", "malignant", "predicted:", "PHANTOM", "NOT A MEDICAL DEVICE"):
+        assert name in out
+    result = E.predict_roi(tiny_run / "best_model.npz", image, row.x, row.y, row.radius)
+    assert sum(result["probabilities"]) == pytest.approx(1.0)
+    assert result["predicted"] == result["classes"][int(np.argmax(result["probabilities"]))]
+    assert result["is_phantom"]
+
+
+# ------------------------------------------------------------------ help and user errors
+@pytest.mark.parametrize("command", [[], ["synth"], ["download-mias"], ["train"], ["evaluate"],
+                                     ["predict"]])
+def test_help_for_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(command + ["--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())       # undo the line wrapping
+    assert "usage: mammo-demo" in out and "not a medical device" in out.lower()
+    if command == ["train"]:
+        for text in ("(default: 8)", "(default: 0.002)", "(default: sgd)", "(default: all)",
+                     "(default: undersample)", "(default: 32)", "split by image"):
+            assert text in out
+
+
+def test_python_dash_m_works():
+    proc = subprocess.run([sys.executable, "-m", "mammo_demo", "--help"], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert proc.returncode == 0 and "synth" in proc.stdout and "predict" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "/no/such/mias", "--quiet"], "MIAS folder not found: /no/such/mias"),
+    (["train", "--folds", "0", "--quiet"], "folds must be >= 1"),
+    (["train", "--epochs", "-1", "--quiet"], "epochs must be >= 0"),
+    (["evaluate", "--model", "/no/model.npz"], "model file not found: /no/model.npz"),
+    (["predict", "--model", "/no/model.npz", "--image", "x.pgm", "--x", "1", "--y", "1",
+      "--radius", "5"], "model file not found"),
+    (["synth", "--out", "/tmp/x", "--n-images", "0"], "n_images must be an integer in [1, 999]"),
+])
+def test_user_errors_exit_2_without_traceback(args, message, capsys):
+    assert cli.main(args) == 2
+    err = _error(capsys)
+    assert err.startswith("mammo-demo: error: ") and message in err
+
+
+def test_predict_user_errors(tiny_run, tiny_data, tmp_path, capsys):
+    image = next(tiny_data.glob("mdb*.pgm"))
+    base = ["predict", "--model", str(tiny_run / "best_model.npz"), "--image"]
+    assert cli.main(base + [str(image), "--x", "500", "--y", "10", "--radius", "5"]) == 2
+    assert "lies outside the 128x128 image" in _error(capsys)
+    assert cli.main(base + [str(image), "--x", "50", "--y", "10", "--radius", "0"]) == 2
+    assert "radius must be positive" in _error(capsys)
+    bad = tmp_path / "bad.pgm"
+    bad.write_bytes(b"P2\n2 2\n255\n1 2 3 4\n")
+    assert cli.main(base + [str(bad), "--x", "1", "--y", "1", "--radius", "1"]) == 2
+    assert "not a binary PGM" in _error(capsys)
+
+
+def test_bad_choice_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--task", "density"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'density'" in capsys.readouterr().err
+
+
+def test_gpu_request_without_gpu_is_a_clean_error(capsys):
+    if nn.gpu_available():
+        pytest.skip("a GPU is present")
+    assert cli.main(["train", "--device", "gpu", "--quiet"]) == 2
+    err = _error(capsys)
+    assert "--device gpu" in err and ("CuPy" in err or "CUDA" in err)
+
+
+# ------------------------------------------------------------------ the README command
+@pytest.mark.slow
+def test_default_train_run_is_well_above_chance(tmp_path, monkeypatch, capsys):
+    """``mammo-demo train --out RUN`` with every default: phantom generation included."""
+    monkeypatch.setenv("NNLITE_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "demo"
+    assert cli.main(["train", "--out", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data"].startswith("phantom")
+    assert metrics["accuracy"] > 0.6               # chance is 1/3 (3 classes)
+    assert metrics["balanced_accuracy"] > 0.45
+    assert metrics["auc_macro"] > 0.7
+    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    out = capsys.readouterr().out
+    assert "PHANTOM" in out and "60.9%" in out
+
+
+# ------------------------------------------------------------------ download-mias over loopback
+@pytest.fixture
+def loopback_archive(tiny_data, tmp_path):
+    """Serve a .tar.gz of the tiny set (same layout as all-mias.tar.gz) on 127.0.0.1."""
+    import functools
+    import http.server
+    import tarfile
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / "all-mias.tar.gz", "w:gz") as tar:
+        for p in sorted(tiny_data.iterdir()):
+            tar.add(p, arcname=p.name)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/all-mias.tar.gz"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_mias_over_loopback(loopback_archive, tmp_path, capsys):
+    dest = tmp_path / "mias"
+    assert cli.main(["download-mias", "--dest", str(dest), "--url", loopback_archive]) == 0
+    assert "unpacked in" in capsys.readouterr().out
+    assert len(load_mias(dest)) == 24
+    assert cli.main(["download-mias", "--dest", str(dest), "--url", loopback_archive]) == 2
+    assert "refusing to download mini-MIAS" in _error(capsys)
+    other = tmp_path / "other"
+    assert cli.main(["download-mias", "--dest", str(other), "--url", loopback_archive,
+                     "--sha256", "0" * 64]) == 2
+    assert "SHA-256 mismatch" in _error(capsys)
+    assert cli.main(["download-mias", "--dest", str(tmp_path / "third"),
+                     "--url", loopback_archive.replace("all-mias", "missing")]) == 2
+    err = _error(capsys)
+    assert err.startswith("mammo-demo: error: ") and "404" in err

@@ -1,0 +1,75 @@
+"""mammo_demo.plots: every plot writes a readable PNG of the expected size and checks its inputs."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from mammo_demo import plots
+
+LABEL = "PHANTOM data (synthetic mini-MIAS, seed 0, not patients)"
+
+
+def _png_size(path):
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def test_history_plot(tmp_path):
+    history = {"loss": [1.1, 0.9, 0.8], "accuracy": [0.3, 0.5, 0.6],
+               "val_loss": [1.0, 0.95, 0.97], "val_accuracy": [0.4, 0.5, 0.45], "lr": [0.002] * 3}
+    path = plots.plot_history(history, tmp_path / "sub" / "curves.png", data_label=LABEL,
+                              best_epoch=2)
+    assert path.is_file() and _png_size(path) == (1000, 420)
+
+
+def test_confusion_matrix_plot_and_shape_check(tmp_path):
+    cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]])
+    path = plots.plot_confusion_matrix(cm, ["normal", "benign", "malignant"], tmp_path / "cm.png",
+                                       data_label=LABEL)
+    assert path.is_file()
+    with pytest.raises(ValueError, match="square"):
+        plots.plot_confusion_matrix(cm[:2], ["normal", "benign", "malignant"], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="square"):
+        plots.plot_confusion_matrix(cm, ["benign", "malignant"], tmp_path / "x.png")
+
+
+def test_roc_plot_with_and_without_curves(tmp_path):
+    fpr, tpr = np.array([0.0, 0.2, 1.0]), np.array([0.0, 0.7, 1.0])
+    a = plots.plot_roc([("malignant vs rest", fpr, tpr, 0.75)], tmp_path / "roc.png",
+                       data_label=LABEL, operating_point=("threshold 0.4", 0.9, 0.6))
+    b = plots.plot_roc([], tmp_path / "roc_empty.png")
+    assert a.is_file() and b.is_file()
+
+
+def test_patch_grid_draws_every_class_and_checks_lengths(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 1, 12, 12), dtype=np.float32)
+    y = np.r_[np.zeros(40, int), np.ones(6, int), np.full(4, 2)]
+    probs = rng.dirichlet(np.ones(3), size=50)
+    path = plots.plot_patch_grid(x, y, probs.argmax(1), probs, ["normal", "benign", "malignant"],
+                                 tmp_path / "grid.png", data_label=LABEL, max_patches=9)
+    assert path.is_file()
+    chosen = plots._balanced_choice(y, 9, seed=0)
+    assert len(chosen) == 9 and len(set(chosen.tolist())) == 9
+    assert np.bincount(y[chosen], minlength=3).tolist() == [3, 3, 3]  # round-robin over classes
+    with pytest.raises(ValueError, match="49 true labels"):
+        plots.plot_patch_grid(x, y[:49], y, probs, ["a", "b", "c"], tmp_path / "bad.png")
+    with pytest.raises(ValueError, match=r"\(N, 1, S, S\)"):
+        plots.plot_patch_grid(x[:, 0, 0], y, y, probs, ["a", "b", "c"], tmp_path / "bad.png")
+
+
+def test_plots_leave_no_pyplot_figures_open(tmp_path):
+    import matplotlib.pyplot as plt
+    before = plt.get_fignums()
+    plots.plot_roc([], tmp_path / "r.png")
+    assert plt.get_fignums() == before
+
+
+def test_gradcam_plot_and_shape_check(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 1, 10, 10), dtype=np.float32)
+    heat = rng.random((4, 10, 10), dtype=np.float32)
+    path = plots.plot_gradcam(x, heat, ["a", "b", "c", "d"], tmp_path / "gc.png", data_label=LABEL)
+    assert path.is_file()
+    with pytest.raises(ValueError, match="must match"):
+        plots.plot_gradcam(x, heat[:3], ["a", "b", "c", "d"], tmp_path / "bad.png")
