@@ -16,6 +16,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from .backend import get_array_module, to_numpy
+
+#: substrings of metric names for which bigger is better (``mode="auto"``).
+MAX_METRICS = ("acc", "auc", "f1", "precision", "recall", "sensitivity", "specificity", "iou")
+
 
 class Callback:
     """Base class: every hook does nothing."""
@@ -39,13 +44,17 @@ class Callback:
 
 
 class _Monitor(Callback):
-    """Shared logic: which metric to watch and whether bigger is better."""
+    """Shared logic: which metric to watch and whether bigger is better.
+
+    ``mode="auto"`` picks ``"max"`` when the metric's name contains one of
+    :data:`MAX_METRICS` (accuracy, AUC, F1, ...) and ``"min"`` otherwise (losses).
+    """
 
     def __init__(self, monitor: str, mode: str, min_delta: float = 0.0):
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         if mode == "auto":
-            mode = "max" if ("acc" in monitor or "auc" in monitor) else "min"
+            mode = "max" if any(m in monitor.lower() for m in MAX_METRICS) else "min"
         self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
         self.best = math.inf if mode == "min" else -math.inf
 
@@ -62,10 +71,19 @@ class _Monitor(Callback):
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved for ``patience`` epochs.
+    """Stop when ``monitor`` has not improved for more than ``patience`` epochs.
+
+    An epoch improves when its value beats the best so far by more than
+    ``min_delta`` (lower for ``mode="min"``, higher for ``"max"``). ``patience``
+    is the number of epochs without improvement that are *tolerated*: training
+    stops at the end of the ``(patience + 1)``-th consecutive one. (Keras stops
+    at the ``patience``-th, so Keras' ``patience=p`` is nnlite's ``p - 1``;
+    ``patience=0`` stops at the first epoch that does not improve.)
 
     With ``restore_best_weights=True`` the model's weights are set back to
-    those of the best epoch when training stops (or ends).
+    those of the best epoch when training stops (or ends). The best weights
+    are part of :meth:`state_dict`, so a resumed run restores them too.
+    ``on_train_begin`` resets everything: one callback can serve several runs.
     """
 
     def __init__(self, monitor: str = "val_loss", mode: str = "auto", patience: int = 5,
@@ -75,6 +93,12 @@ class EarlyStopping(_Monitor):
             raise ValueError(f"patience must be >= 0, got {patience}")
         self.patience, self.restore_best_weights = patience, restore_best_weights
         self.wait, self.best_epoch, self._best_weights = 0, -1, None
+
+    def on_train_begin(self, model) -> None:
+        super().on_train_begin(model)
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait, self.best_epoch, self._best_weights = 0, -1, None
+        self.stop_training = False
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         value = self._value(logs)
@@ -90,13 +114,19 @@ class EarlyStopping(_Monitor):
     def on_train_end(self) -> None:
         if self.restore_best_weights and self._best_weights is not None:
             for p, w in zip(self.model.parameters(), self._best_weights):
-                p.data[...] = w
+                p.data[...] = get_array_module(p.data).asarray(w)
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        """``best``, ``best_epoch``, ``wait`` and the best weights (NumPy copies, or None)."""
+        weights = (None if self._best_weights is None
+                   else [to_numpy(w).copy() for w in self._best_weights])
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "best_weights": weights}
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        weights = state.get("best_weights")
+        self._best_weights = None if weights is None else [w.copy() for w in weights]
 
 
 class ModelCheckpoint(_Monitor):

@@ -5,6 +5,7 @@ and size ``H x W``; the output has F channels and size ``OH x OW``.
 """
 from __future__ import annotations
 
+from . import regularizers
 from .backend import as_generator, get_array_module
 from .conv import col2im, im2col
 from .initializers import get_initializer, zeros
@@ -60,7 +61,8 @@ class ConvTranspose2D(Layer):
             ``fan_out = F*KH*KW``; b starts at zero.
         seed: int seed (or a :class:`~nnlite.backend.Generator`) for W.
         name: layer name.
-        regularizer: optional regularizer attached to W.
+        regularizer: optional regularizer attached to W (an :mod:`nnlite.regularizers`
+            object, a name such as ``"l2"``, or the dict that ``get_config()`` holds).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -85,7 +87,7 @@ class ConvTranspose2D(Layer):
         fan_out = out_channels * KH * KW
         W = get_initializer(weight_init)((in_channels, out_channels, KH, KW), fan_in, fan_out,
                                          as_generator(seed))
-        self.W = Parameter(W, name="W", regularizer=regularizer)
+        self.W = Parameter(W, name="W", regularizer=regularizers.from_config(regularizer))
         self.b = Parameter(zeros((out_channels,)), name="b") if bias else None
 
     def _out_hw(self, H: int, W: int) -> tuple:
@@ -146,5 +148,6 @@ class ConvTranspose2D(Layer):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
                 "bias": self.b is not None, "weight_init": self.weight_init,
-                "seed": self.seed, "name": self.name}
+                "seed": self.seed, "name": self.name,
+                "regularizer": regularizers.to_config(self.W.regularizer, self.name)}
 

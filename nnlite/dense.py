@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from . import regularizers
 from .backend import as_generator
 from .initializers import get_initializer, zeros
 from .layer import Layer
@@ -37,7 +38,8 @@ class Dense(Layer):
             linear layer), ...; b starts at zero.
         seed: int seed (or a :class:`~nnlite.backend.Generator`) for W.
         name: layer name.
-        regularizer: optional regularizer attached to W.
+        regularizer: optional regularizer attached to W (an :mod:`nnlite.regularizers`
+            object, a name such as ``"l2"``, or the dict that ``get_config()`` holds).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -52,7 +54,7 @@ class Dense(Layer):
         self.seed = seed if isinstance(seed, int) else None
         W = get_initializer(weight_init)((in_features, out_features), in_features, out_features,
                                          as_generator(seed))
-        self.W = Parameter(W, name="W", regularizer=regularizer)
+        self.W = Parameter(W, name="W", regularizer=regularizers.from_config(regularizer))
         self.b = Parameter(zeros((out_features,)), name="b") if bias else None
 
     def forward(self, x, training: bool = False):
@@ -81,7 +83,8 @@ class Dense(Layer):
     def get_config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.b is not None, "weight_init": self.weight_init,
-                "seed": self.seed, "name": self.name}
+                "seed": self.seed, "name": self.name,
+                "regularizer": regularizers.to_config(self.W.regularizer, self.name)}
 
 
 class Flatten(Layer):

@@ -25,8 +25,10 @@ class Dropout(Layer):
         y  = x * m / (1 - rate)
         dx = dy * m / (1 - rate)
 
-    Evaluation (``training=False``): ``y = x`` and ``dx = dy`` (the very
-    same arrays are returned, no copy). Scaling the kept activations by
+    Evaluation (``training=False``): ``y = x`` and ``dx = dy``, returned as
+    copies: an output that aliased the input would change whenever the
+    caller later changes ``x`` (a gradient check perturbs ``x`` in place and
+    would then read a zero gradient). Scaling the kept activations by
     ``1 / (1 - rate)`` during training keeps the expectation unchanged,
     ``E[y] = x``, so nothing needs rescaling at test time.
 
@@ -72,7 +74,7 @@ class Dropout(Layer):
         self._check_input(x)
         if not training:
             self._cache = (None, x.shape)
-            return x
+            return x.copy()           # the identity, as a new array (never an alias of x)
         if self._fixed_mask is not None:
             keep = to_device(self._fixed_mask, device_of(x))
             if keep.shape != x.shape:
@@ -88,8 +90,8 @@ class Dropout(Layer):
     def backward(self, dy):
         m, shape = self._saved()
         self._check_grad(dy, shape)
-        if m is None:             # evaluation: identity
-            return dy
+        if m is None:             # evaluation: identity (a copy, as in forward)
+            return dy.copy()
         return dy * m
 
     def get_config(self) -> dict:

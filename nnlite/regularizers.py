@@ -159,6 +159,31 @@ def serialize(regularizer) -> dict | None:
     return {"type": type(regularizer).__name__, "config": regularizer.get_config()}
 
 
+def from_config(value):
+    """What a layer makes of its ``regularizer`` argument.
+
+    A name (``"l2"``) or a dict written by :func:`serialize` (what a layer's
+    ``get_config()`` holds, so that ``nnlite.load`` rebuilds the penalty) goes
+    through :func:`get`; ``None``, a :class:`Regularizer`, or any other object
+    with ``penalty(W)`` and ``grad(W)`` is kept as it is.
+    """
+    if isinstance(value, (str, dict)):
+        return get(value)
+    return value
+
+
+def to_config(value, layer: str):
+    """The JSON form of a layer's regularizer for ``get_config()``: None or :func:`serialize`.
+
+    Raises ``ValueError`` naming ``layer`` for an object that is not a
+    :class:`Regularizer` (it could not be rebuilt from the config).
+    """
+    if value is None or isinstance(value, Regularizer):
+        return serialize(value)
+    raise ValueError(f"{layer}: regularizer {value!r} is not an nnlite Regularizer, so it "
+                     f"cannot be written into the layer config (subclass nnlite.Regularizer)")
+
+
 def regularization(params) -> float:
     """Add each regularizer's gradient into ``p.grad``; return the total penalty.
 

@@ -1,7 +1,7 @@
 """Sequential: a model that chains layers, Keras style."""
 from __future__ import annotations
 
-from .backend import resolve_dtype
+from .backend import device_of, require_gpu, resolve_dtype
 from .layer import Layer
 
 
@@ -98,9 +98,20 @@ class Sequential:
         """Freeze the parameters of layers ``0 .. upto`` inclusive (all if None).
 
         This is the transfer-learning paper's gamma: layers up to index gamma
-        keep their weights, the rest train.
+        keep their weights, the rest train. A negative ``upto`` counts from the
+        end as in Python (``-1`` is the last layer, ``-2`` all but the last);
+        an index outside the model raises ``ValueError``. Layers after ``upto``
+        are left as they are (call :meth:`unfreeze` first to start afresh).
         """
-        last = len(self.layers) - 1 if upto is None else upto
+        n = len(self.layers)
+        if upto is None:
+            if n == 0:
+                return self
+            upto = n - 1
+        if isinstance(upto, bool) or not isinstance(upto, int) or not -n <= upto < n:
+            raise ValueError(f"Sequential.freeze: upto must be a layer index in {-n}..{n - 1} "
+                             f"(the model has {n} layers), got {upto!r}")
+        last = upto % n                                  # -1 -> n - 1
         for layer in self.layers[: last + 1]:
             for p in layer.parameters():
                 p.trainable = False
@@ -124,15 +135,37 @@ class Sequential:
         return ps[0].dtype if ps else None
 
     def to_device(self, device: str) -> "Sequential":
+        """Move every parameter and its gradient to ``"cpu"`` (NumPy) or ``"gpu"`` (CuPy).
+
+        Arrays already on ``device`` are not copied, so ``to_cpu()`` on a CPU
+        model changes nothing. Layer caches and the recorded activations and
+        gradients are dropped (they belong to the old device). For ``"gpu"``
+        a missing CuPy or CUDA device raises a clear ``RuntimeError`` before
+        anything moves. Optimizer state follows its parameters at the next
+        ``step()``; saved files are device-independent. Returns the model.
+        """
+        if device not in ("cpu", "gpu"):
+            raise ValueError(f"Sequential.to_device: device must be 'cpu' or 'gpu', got {device!r}")
+        if device == "gpu":
+            require_gpu()
         for layer in self.layers:
             layer.to_device(device)
+        self.activations, self.gradients = [], []
         return self
 
     def to_gpu(self) -> "Sequential":
+        """Move the model to the GPU (CuPy); see :meth:`to_device`."""
         return self.to_device("gpu")
 
     def to_cpu(self) -> "Sequential":
+        """Move the model to the CPU (NumPy); see :meth:`to_device`."""
         return self.to_device("cpu")
+
+    @property
+    def device(self) -> str:
+        """``"gpu"`` when the parameters are CuPy arrays, else ``"cpu"``."""
+        ps = self.parameters()
+        return device_of(ps[0].data) if ps else "cpu"
 
     # ------------------------------------------------ training (Keras style)
     def fit(self, x, y, **kwargs):

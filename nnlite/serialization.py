@@ -161,8 +161,15 @@ def load_weights(model: Sequential, path_or_arrays) -> Sequential:
     return model
 
 
-def load(path) -> Sequential:
-    """Rebuild a model saved with :func:`save` (architecture and weights), on the CPU."""
+def load(path, device: str = "cpu") -> Sequential:
+    """Rebuild a model saved with :func:`save` (architecture and weights) on ``device``.
+
+    Files hold NumPy arrays whatever device the model was saved from, so a
+    model trained on the GPU loads on a CPU-only machine; ``device="gpu"``
+    moves it to the GPU afterwards (a clear error when CuPy or a GPU is missing).
+    """
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"nnlite.load: device must be 'cpu' or 'gpu', got {device!r}")
     arrays = read_npz(path)
     if "__config__" not in arrays or "__meta__" not in arrays:
         raise ValueError(f"{path} is not an nnlite model file (no __config__/__meta__ entries)")
@@ -170,21 +177,53 @@ def load(path) -> Sequential:
     dtype = arrays["param/0"].dtype if "param/0" in arrays else None
     if dtype is not None and dtype != model.dtype:
         model.astype(dtype)
-    return load_weights(model, arrays)
+    return load_weights(model, arrays).to_device(device)
 
 
 # ------------------------------------------------------------ checkpoints
 def save_checkpoint(path, model: Sequential, optimizer=None, state: dict | None = None,
                     generators: dict | None = None) -> Path:
-    """Save model, optimizer state, generator states and JSON state, atomically."""
+    """Save model, optimizer state, generator states and training state, atomically.
+
+    ``state`` is JSON-like (dicts, lists, numbers, strings) and may hold
+    arrays anywhere inside (e.g. the best weights an early-stopping callback
+    keeps): each array is stored as its own npz entry and put back in its
+    place by :func:`load_checkpoint`.
+    """
     arrays = model_arrays(model)
     scalars: dict = {}
     if optimizer is not None:
         arrays["__optimizer__"] = _json_array(type(optimizer).__name__)
         flatten_state(optimizer.state_dict(), "state/optimizer", arrays, scalars)
-    arrays["__state__"] = _json_array({"scalars": scalars, "state": state or {},
+    arrays["__state__"] = _json_array({"scalars": scalars,
+                                       "state": _arrays_out(state or {}, arrays),
                                        "generators": generators or {}})
     return atomic_savez(path, arrays)
+
+
+def _arrays_out(obj, arrays: dict):
+    """A JSON-able copy of ``obj``: every array moves to a new entry ``arrays[key]``
+    (``key = "state/arrays/<n>"``) and is replaced by ``{"__array__": key}``."""
+    if isinstance(obj, dict):
+        return {k: _arrays_out(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_arrays_out(v, arrays) for v in obj]
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        key = f"state/arrays/{len(arrays)}"      # len(arrays) grows: keys are unique
+        arrays[key] = to_numpy(obj)
+        return {"__array__": key}
+    return obj
+
+
+def _arrays_in(obj, arrays: dict):
+    """Inverse of :func:`_arrays_out`: put the NumPy arrays back in place."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__array__"}:
+            return arrays[obj["__array__"]]
+        return {k: _arrays_in(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_arrays_in(v, arrays) for v in obj]
+    return obj
 
 
 def load_checkpoint(path, model: Sequential | None = None, optimizer=None):
@@ -205,7 +244,7 @@ def load_checkpoint(path, model: Sequential | None = None, optimizer=None):
             raise ValueError(f"{path} holds {saved_type} state, cannot restore into "
                              f"{type(optimizer).__name__}")
         optimizer.load_state_dict(unflatten_state(arrays, extra["scalars"], "state/optimizer"))
-    return model, extra["state"], extra["generators"]
+    return model, _arrays_in(extra["state"], arrays), extra["generators"]
 
 
 def _on_gpu(a) -> bool:

@@ -157,7 +157,10 @@ def fit(model, x, y, *, loss, optimizer, epochs: int = 10, batch_size: int = 32,
         checkpoint_path: write a full training checkpoint here after every epoch.
         resume: continue from ``checkpoint_path`` if it exists.
     """
-    from tqdm.auto import tqdm
+    if verbose == 1:   # tqdm.auto warns in Jupyter without ipywidgets: import it only for a bar
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
     from .serialization import load_checkpoint, save_checkpoint
 
     _check_data(x, y, "fit")
