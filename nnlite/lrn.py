@@ -1,9 +1,15 @@
-"""Local response normalisation across channels, as in AlexNet."""
+"""Local response normalisation across channels, as in AlexNet.
+
+``lrn_forward`` and ``lrn_backward`` are the readable references; the layer
+calls them through :mod:`nnlite.kernels` (a Numba kernel on the CPU), which
+``tests/test_kernels.py`` holds equal to them.
+"""
 from __future__ import annotations
 
 import math
 import numbers
 
+from . import kernels
 from .layer import Layer
 
 
@@ -97,14 +103,14 @@ class LocalResponseNorm(Layer):
 
     def forward(self, x, training: bool = False):
         self._check_input(x, ndim=4, what="(N, C, H, W)")
-        y, s, p = lrn_forward(x, self.size, self.alpha, self.beta, self.k)
+        y, s, p = kernels.lrn_forward(x, self.size, self.alpha, self.beta, self.k)
         self._cache = (x, s, p)
         return y
 
     def backward(self, dy):
         x, s, p = self._saved()
         self._check_grad(dy, x.shape)
-        return lrn_backward(dy, x, s, p, self.size, self.alpha, self.beta)
+        return kernels.lrn_backward(dy, x, s, p, self.size, self.alpha, self.beta)
 
     def output_shape(self, input_shape: tuple) -> tuple:
         if len(input_shape) != 3:

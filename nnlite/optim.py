@@ -32,6 +32,7 @@ Conventions shared by every optimizer here:
 """
 from __future__ import annotations
 
+from . import kernels
 from .backend import get_array_module, to_numpy
 from .parameter import Parameter
 
@@ -384,27 +385,46 @@ class Adam(Optimizer):
         return {"m": xp.zeros_like(p.data), "v": xp.zeros_like(p.data), "t": 0}
 
     def _update(self, p, state):
-        xp = get_array_module(p.data)
         b1, b2 = self.beta1, self.beta2
         g = self._gradient(p, self.weight_decay, self.decoupled, self.lr)
-        m, v = state["m"], state["v"]
         state["t"] += 1
-        t = state["t"]
-        m *= b1
-        tmp = g * (1.0 - b1)
-        m += tmp                             # m <- b1 m + (1 - b1) g
-        v *= b2
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp                             # v <- b2 v + (1 - b2) g^2
-        bc1 = 1.0 - b1 ** t                  # Python floats
-        bc2 = 1.0 - b2 ** t
-        xp.sqrt(v, out=tmp)
-        tmp *= 1.0 / bc2 ** 0.5
-        tmp += self.eps                      # sqrt(v_hat) + eps
-        xp.divide(m, tmp, out=tmp)
-        tmp *= self.lr / bc1                 # lr m_hat / (sqrt(v_hat) + eps)
-        p.data -= tmp
+        # Numba kernel on NumPy arrays, the plain adam_update below otherwise.
+        kernels.adam_update(p.data, g, state["m"], state["v"], self.lr, b1, b2, self.eps,
+                            state["t"])
+
+
+def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t: int) -> None:
+    """One Adam step, in place on the arrays ``p``, ``m`` and ``v`` (the reference).
+
+    ``g`` is the gradient (only read), ``t`` the step count *including* this
+    step (1 for the first update)::
+
+        m <- beta1 m + (1 - beta1) g
+        v <- beta2 v + (1 - beta2) g^2
+        p <- p - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    which is ``p - lr m_hat / (sqrt(v_hat) + eps)`` with the bias corrections
+    folded into two Python-float scalars. One temporary the size of ``p``;
+    every operation writes in place (``out=``), and the scalars are Python
+    floats, so float32 arrays stay float32. :mod:`nnlite.kernels` runs the
+    same operations, in the same order, as one Numba loop on the CPU.
+    """
+    xp = get_array_module(p)
+    m *= beta1
+    tmp = g * (1.0 - beta1)
+    m += tmp                             # m <- b1 m + (1 - b1) g
+    v *= beta2
+    xp.multiply(g, g, out=tmp)
+    tmp *= 1.0 - beta2
+    v += tmp                             # v <- b2 v + (1 - b2) g^2
+    bc1 = 1.0 - beta1 ** t               # Python floats
+    bc2 = 1.0 - beta2 ** t
+    xp.sqrt(v, out=tmp)
+    tmp *= 1.0 / bc2 ** 0.5
+    tmp += eps                           # sqrt(v_hat) + eps
+    xp.divide(m, tmp, out=tmp)
+    tmp *= lr / bc1                      # lr m_hat / (sqrt(v_hat) + eps)
+    p -= tmp
 
 
 # ----------------------------------------------------------------- schedules

@@ -21,12 +21,14 @@ it receives from each of them. There is no loop over the batch or over
 pixels, only over the KH*KW kernel offsets.
 
 The core computations are the small module functions ``max_pool_forward``,
-``max_pool_backward``, ``avg_pool_forward`` and ``avg_pool_backward``; a
-faster kernel (Numba, CuPy) can replace one of them with the same signature,
-and the tests hold the two equal.
+``max_pool_backward``, ``avg_pool_forward`` and ``avg_pool_backward``: the
+readable references. ``MaxPool2D`` calls the first two through
+:mod:`nnlite.kernels`, which runs a Numba (CPU) or CUDA (GPU) kernel with
+the same signature when it can; ``tests/test_kernels.py`` holds them equal.
 """
 from __future__ import annotations
 
+from . import kernels
 from .backend import get_array_module
 from .layer import Layer, conv_output_size, pair
 
@@ -192,7 +194,7 @@ class MaxPool2D(_Pool2D):
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
         OH, OW = self._out_hw(*x.shape[2:])
         xpad = pad_hw(x, PH, PW, float("-inf"))                  # (N, C, H + 2PH, W + 2PW)
-        y = max_pool_forward(xpad, KH, KW, SH, SW, OH, OW)       # (N, C, OH, OW)
+        y = kernels.max_pool_forward(xpad, KH, KW, SH, SW, OH, OW)   # (N, C, OH, OW)
         self._cache = (xpad, y, x.shape)
         return y
 
@@ -200,7 +202,7 @@ class MaxPool2D(_Pool2D):
         xpad, y, x_shape = self._saved()
         self._check_grad(dy, y.shape)
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
-        dxp = max_pool_backward(dy, xpad, y, KH, KW, SH, SW)     # (N, C, H + 2PH, W + 2PW)
+        dxp = kernels.max_pool_backward(dy, xpad, y, KH, KW, SH, SW)  # (N, C, H + 2PH, W + 2PW)
         H, W = x_shape[2:]
         return dxp[:, :, PH:PH + H, PW:PW + W].copy() if (PH or PW) else dxp
 

@@ -1,0 +1,390 @@
+"""Numba kernels for the CPU: the fast twins of nnlite's plain NumPy references.
+
+Each public function here has exactly the signature and the result of a
+plain reference function elsewhere in nnlite, which stays the readable
+definition of what is computed; ``tests/test_kernels.py`` holds the two
+equal, bit for bit:
+
+=====================  =====================================
+kernel                 reference
+=====================  =====================================
+``im2col``             :func:`nnlite.conv.im2col`
+``col2im``             :func:`nnlite.conv.col2im`
+``max_pool_forward``   :func:`nnlite.pooling.max_pool_forward`
+``max_pool_backward``  :func:`nnlite.pooling.max_pool_backward`
+``lrn_forward``        :func:`nnlite.lrn.lrn_forward`
+``lrn_backward``       :func:`nnlite.lrn.lrn_backward`
+``adam_update``        :func:`nnlite.optim.adam_update`
+=====================  =====================================
+
+Do not call these directly: go through :mod:`nnlite.kernels`, which picks
+this module only for NumPy float32/float64 arrays and when Numba imports.
+Shape notation: see :mod:`nnlite.layer` (N, C, H, W, KH, KW, SH, SW, OH, OW;
+``Hp``, ``Wp`` are padded sizes).
+
+How the kernels are written, and why (measured on the 2-core benchmark
+machine, see ``benchmarks/README.md``):
+
+* **One thread.** The kernels are plain loops, not ``prange``. In a training
+  step they alternate with OpenBLAS matrix products, whose worker threads
+  keep spinning for a while after each product; a second (OpenMP) thread
+  pool for Numba then fights them for the cores. Measured: the parallel
+  kernels made the reduced-AlexNet step 2.5x *slower* (104 ms against 42 ms)
+  and a MIAS CNN step 15% slower, and far worse again when other programs
+  share the machine. Single-threaded, they cost 10-15% of a step, and the
+  matrix products keep both cores.
+* **Flat arrays, unsigned offsets.** Arrays arrive flattened (1-D,
+  C-contiguous) and elements are addressed as ``a[_u(offset)]``: an
+  unsigned index skips Numba's negative-index wrap-around test, which
+  otherwise blocks vectorisation (2-3x slower).
+* **No branch on the data where the CPU would mispredict it** (max-pool
+  backward scans a whole window instead of stopping at the first maximum).
+* **float32 stays float32.** Every scalar is passed in the arrays' dtype
+  (``dtype.type(value)``) and no float literal appears in arithmetic: Numba,
+  like NumPy, would promote ``float32 * 0.5`` to float64.
+* **Same order of operations as the reference**, so results are identical.
+* ``error_model="numpy"``: a division by zero gives inf/NaN as in NumPy
+  instead of a Python exception, and leaves the loops free to vectorise.
+* ``cache=True``: each kernel is compiled once per dtype on first use
+  (about half a second) and then loaded from ``__pycache__``.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy
+from numba import uint64 as _u
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+
+def _conv_out(n: int, k: int, s: int) -> int:
+    return (n - k) // s + 1
+
+
+def _flat(a):
+    """A 1-D C-contiguous view of ``a`` (a copy only when ``a`` is not contiguous)."""
+    return numpy.ascontiguousarray(a).reshape(-1)
+
+
+# ------------------------------------------------------------------ im2col
+@numba.njit(**_JIT)
+def _im2col_kernel(x, N, C, Hp, Wp, KH, KW, SH, SW, OH, OW, out):
+    """``out[(c, i, j), (n, oh, ow)] = x[n, c, oh*SH + i, ow*SW + j]``, written row by row."""
+    for c in range(C):
+        for i in range(KH):
+            for j in range(KW):
+                ob = ((c * KH + i) * KW + j) * N * OH * OW     # row (c, i, j) of cols
+                for n in range(N):
+                    xb = (n * C + c) * Hp * Wp + i * Wp + j
+                    for oh in range(OH):
+                        orow = ob + (n * OH + oh) * OW
+                        xrow = xb + oh * SH * Wp
+                        for ow in range(OW):
+                            out[_u(orow + ow)] = x[_u(xrow + ow * SW)]
+
+
+def im2col(x_padded, KH: int, KW: int, SH: int, SW: int):
+    """Numba :func:`nnlite.conv.im2col`: the same gather as one compiled copy.
+
+    ``cols[(c, i, j), (n, oh, ow)] = x_padded[n, c, oh*SH + i, ow*SW + j]``,
+    shape ``(C*KH*KW, N*OH*OW)``. The reference copies a strided view with
+    NumPy, whose copy loop restarts every OW elements; this writes each row
+    of ``cols`` front to back (about 2x faster for a 5x5 kernel).
+    """
+    N, C, Hp, Wp = x_padded.shape
+    KH, KW, SH, SW = (int(v) for v in (KH, KW, SH, SW))
+    OH, OW = _conv_out(Hp, KH, SH), _conv_out(Wp, KW, SW)
+    out = numpy.empty((C * KH * KW, N * OH * OW), dtype=x_padded.dtype)
+    _im2col_kernel(_flat(x_padded), N, C, Hp, Wp, KH, KW, SH, SW, OH, OW, out.reshape(-1))
+    return out
+
+
+# ------------------------------------------------------------------ col2im
+@numba.njit(**_JIT)
+def _col2im_kernel(d, N, C, KH, KW, OH, OW, Hp, Wp, SH, SW, out):
+    """``out[n, c, oh*SH + i, ow*SW + j] += d[(c, i, j), (n, oh, ow)]``; out is zeroed here.
+
+    ``d`` is read front to back; for a fixed (i, j) every pixel gets at most
+    one term, and the (i, j) run in increasing order as in the reference.
+    """
+    for q in range(N * C * Hp * Wp):
+        out[_u(q)] = 0
+    for c in range(C):
+        for i in range(KH):
+            for j in range(KW):
+                db = ((c * KH + i) * KW + j) * N * OH * OW     # row (c, i, j) of dcols
+                for n in range(N):
+                    ob = (n * C + c) * Hp * Wp + i * Wp + j
+                    for oh in range(OH):
+                        orow = ob + oh * SH * Wp
+                        drow = db + (n * OH + oh) * OW
+                        for ow in range(OW):
+                            out[_u(orow + ow * SW)] += d[_u(drow + ow)]
+
+
+def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
+    """Numba :func:`nnlite.conv.col2im`: add ``(C*KH*KW, N*OH*OW)`` columns onto ``(N, C, Hp, Wp)``.
+
+    One pass over ``dcols`` in memory order (a non-contiguous ``dcols`` is
+    copied first); the result is identical to the reference.
+    """
+    N, C, Hp, Wp = (int(v) for v in x_padded_shape)
+    KH, KW, SH, SW = (int(v) for v in (KH, KW, SH, SW))
+    OH, OW = _conv_out(Hp, KH, SH), _conv_out(Wp, KW, SW)
+    if tuple(dcols.shape) != (C * KH * KW, N * OH * OW):
+        raise ValueError(f"col2im: expected dcols of shape {(C * KH * KW, N * OH * OW)} for an "
+                         f"image {tuple(x_padded_shape)}, got {tuple(dcols.shape)}")
+    out = numpy.empty((N, C, Hp, Wp), dtype=dcols.dtype)
+    _col2im_kernel(_flat(dcols), N, C, KH, KW, OH, OW, Hp, Wp, SH, SW, out.reshape(-1))
+    return out
+
+
+# --------------------------------------------------------------- max pool
+@numba.njit(**_JIT)
+def _max_pool_forward_kernel(x, NC, Hp, Wp, KH, KW, SH, SW, OH, OW, y):
+    """``y[nc, oh, ow] = max_{i, j} x[nc, oh*SH + i, ow*SW + j]`` (NaN wins, like numpy.maximum).
+
+    One output row at a time, kernel offset by kernel offset, as the reference
+    does for the whole array: the row stays in L1 and the ow loop vectorises.
+    """
+    for nc in range(NC):
+        for oh in range(OH):
+            yr = (nc * OH + oh) * OW
+            xr = nc * Hp * Wp + oh * SH * Wp
+            for ow in range(OW):
+                y[_u(yr + ow)] = x[_u(xr + ow * SW)]
+            for i in range(KH):
+                for j in range(KW):
+                    b = xr + i * Wp + j
+                    for ow in range(OW):
+                        v = x[_u(b + ow * SW)]
+                        m = y[_u(yr + ow)]
+                        y[_u(yr + ow)] = v if (v > m or v != v) else m   # v != v: NaN
+
+
+@numba.njit(**_JIT)
+def _max_pool_2x2_forward_kernel(x, NC, Hp, Wp, OH, OW, y):
+    """The 2x2, stride-2 case written out: no window loops, so the ow loop vectorises."""
+    for nc in range(NC):
+        for oh in range(OH):
+            r0 = nc * Hp * Wp + 2 * oh * Wp
+            r1 = r0 + Wp
+            yr = (nc * OH + oh) * OW
+            for ow in range(OW):
+                m = x[_u(r0 + 2 * ow)]
+                v = x[_u(r0 + 2 * ow + 1)]
+                m = v if (v > m or v != v) else m
+                v = x[_u(r1 + 2 * ow)]
+                m = v if (v > m or v != v) else m
+                v = x[_u(r1 + 2 * ow + 1)]
+                m = v if (v > m or v != v) else m
+                y[_u(yr + ow)] = m
+
+
+def max_pool_forward(xpad, KH, KW, SH, SW, OH, OW):
+    """Numba :func:`nnlite.pooling.max_pool_forward`: ``(N, C, Hp, Wp) -> (N, C, OH, OW)``.
+
+    ``MaxPool2D(2)`` (2x2 windows, stride 2) has its own kernel, about 3x faster.
+    """
+    N, C, Hp, Wp = xpad.shape
+    KH, KW, SH, SW, OH, OW = (int(v) for v in (KH, KW, SH, SW, OH, OW))
+    y = numpy.empty((N, C, OH, OW), dtype=xpad.dtype)
+    if KH == KW == SH == SW == 2:
+        _max_pool_2x2_forward_kernel(_flat(xpad), N * C, Hp, Wp, OH, OW, y.reshape(-1))
+    else:
+        _max_pool_forward_kernel(_flat(xpad), N * C, Hp, Wp, KH, KW, SH, SW, OH, OW,
+                                 y.reshape(-1))
+    return y
+
+
+@numba.njit(**_JIT)
+def _max_pool_backward_kernel(dy, x, y, NC, Hp, Wp, KH, KW, SH, SW, OH, OW, dx):
+    """Each ``dy[nc, oh, ow]`` goes to the first (row-major) ``x`` in its window equal to ``y``."""
+    for q in range(NC * Hp * Wp):
+        dx[_u(q)] = 0
+    for nc in range(NC):
+        xb, yb = nc * Hp * Wp, nc * OH * OW
+        # Windows last to first: a pixel shared by overlapping windows then receives their
+        # shares in the reference's order (by its offset (i, j) inside each window).
+        for oh in range(OH - 1, -1, -1):
+            for ow in range(OW - 1, -1, -1):
+                base = xb + oh * SH * Wp + ow * SW
+                m = y[_u(yb + oh * OW + ow)]
+                first = -1
+                for i in range(KH):                  # the whole window, with a select instead
+                    for j in range(KW):              # of an early exit the CPU would mispredict
+                        hit = (x[_u(base + i * Wp + j)] == m) & (first < 0)
+                        first = i * Wp + j if hit else first
+                if first >= 0:                       # no match: NaN in the window (as the reference)
+                    dx[_u(base + first)] += dy[_u(yb + oh * OW + ow)]
+
+
+@numba.njit(**_JIT)
+def _max_pool_2x2_backward_kernel(dy, x, y, NC, Hp, Wp, OH, OW, zero, dx):
+    """The 2x2, stride-2 case: windows tile the plane, so every dx element is written once.
+
+    Of the four elements (a, b, c, d) of a window in row-major order, the first
+    equal to the maximum gets dy and the others 0; a last odd row or column,
+    which no window covers, gets 0.
+    """
+    for nc in range(NC):
+        pb = nc * Hp * Wp
+        for oh in range(OH):
+            r0 = pb + 2 * oh * Wp
+            r1 = r0 + Wp
+            yr = (nc * OH + oh) * OW
+            for ow in range(OW):
+                m = y[_u(yr + ow)]
+                g = dy[_u(yr + ow)]
+                a = x[_u(r0 + 2 * ow)] == m
+                b = (x[_u(r0 + 2 * ow + 1)] == m) & ~a
+                c = (x[_u(r1 + 2 * ow)] == m) & ~(a | b)
+                d = (x[_u(r1 + 2 * ow + 1)] == m) & ~(a | b | c)
+                dx[_u(r0 + 2 * ow)] = g if a else zero
+                dx[_u(r0 + 2 * ow + 1)] = g if b else zero
+                dx[_u(r1 + 2 * ow)] = g if c else zero
+                dx[_u(r1 + 2 * ow + 1)] = g if d else zero
+            for w in range(2 * OW, Wp):                # an odd last column
+                dx[_u(r0 + w)] = zero
+                dx[_u(r1 + w)] = zero
+        for q in range(2 * OH * Wp, Hp * Wp):          # an odd last row
+            dx[_u(pb + q)] = zero
+
+
+def max_pool_backward(dy, xpad, y, KH, KW, SH, SW):
+    """Numba :func:`nnlite.pooling.max_pool_backward`; returns the gradient w.r.t. ``xpad``.
+
+    Ties go to the first element of the window equal to ``y`` in row-major
+    order, as in the reference, and a pixel shared by overlapping windows
+    adds their shares in the reference's order, so the result is identical.
+    ``MaxPool2D(2)`` has its own kernel, about 3x faster.
+    """
+    N, C, Hp, Wp = xpad.shape
+    OH, OW = dy.shape[2:]
+    KH, KW, SH, SW = (int(v) for v in (KH, KW, SH, SW))
+    dxp = numpy.empty(xpad.shape, dtype=dy.dtype)
+    if KH == KW == SH == SW == 2:
+        _max_pool_2x2_backward_kernel(_flat(dy), _flat(xpad), _flat(y), N * C, Hp, Wp, OH, OW,
+                                      dy.dtype.type(0), dxp.reshape(-1))
+    else:
+        _max_pool_backward_kernel(_flat(dy), _flat(xpad), _flat(y), N * C, Hp, Wp, KH, KW,
+                                  SH, SW, OH, OW, dxp.reshape(-1))
+    return dxp
+
+
+# -------------------------------------------------------------------- LRN
+@numba.njit(**_JIT)
+def _lrn_base_kernel(x, N, C, HW, before, after, scale, k, s):
+    """``s[n, c] = k + scale * (x[n, c]**2 + x[n, c-1]**2 + .. + x[n, c+1]**2 + ..)``.
+
+    The channels c-before .. c+after, clipped to the channel axis, are summed
+    in the reference's order; the inner loop runs along the H*W contiguous
+    positions of a plane, so it vectorises.
+    """
+    for n in range(N):
+        for c in range(C):
+            cb = (n * C + c) * HW
+            for q in range(HW):
+                s[_u(cb + q)] = x[_u(cb + q)] * x[_u(cb + q)]
+            for d in range(1, before + 1):
+                if c - d >= 0:
+                    ob = cb - d * HW
+                    for q in range(HW):
+                        s[_u(cb + q)] += x[_u(ob + q)] * x[_u(ob + q)]
+            for d in range(1, after + 1):
+                if c + d < C:
+                    ob = cb + d * HW
+                    for q in range(HW):
+                        s[_u(cb + q)] += x[_u(ob + q)] * x[_u(ob + q)]
+            for q in range(HW):
+                s[_u(cb + q)] = k + scale * s[_u(cb + q)]
+
+
+def lrn_forward(x, size: int, alpha: float, beta: float, k: float):
+    """Numba :func:`nnlite.lrn.lrn_forward`: returns ``(y, s, p)``, each ``(N, C, H, W)``.
+
+    The windowed sum of squares is one compiled pass; ``s ** -beta`` stays
+    with NumPy, whose ``power`` is vectorised (Numba's is one ``powf`` call per
+    element, 5x slower). Identical to the reference.
+    """
+    N, C, H, W = x.shape
+    t = x.dtype.type
+    s = numpy.empty(x.shape, dtype=x.dtype)
+    _lrn_base_kernel(_flat(x), N, C, H * W, size // 2, (size - 1) // 2, t(alpha / size), t(k),
+                     s.reshape(-1))
+    p = s ** t(-beta)
+    return x * p, s, p
+
+
+@numba.njit(**_JIT)
+def _lrn_backward_kernel(dy, x, s, p, N, C, HW, before, after, coef, t, dx):
+    """``t = dy x p / s``; ``dx[c] = dy[c] p[c] - coef x[c] (t[c] + t[c-1] + .. + t[c+1] + ..)``."""
+    for i in range(N * C * HW):
+        t[_u(i)] = dy[_u(i)] * x[_u(i)] * p[_u(i)] / s[_u(i)]
+    for n in range(N):
+        for c in range(C):
+            cb = (n * C + c) * HW
+            for q in range(HW):                     # dx holds the window sum until the end
+                dx[_u(cb + q)] = t[_u(cb + q)]
+            for d in range(1, before + 1):
+                if c - d >= 0:
+                    ob = cb - d * HW
+                    for q in range(HW):
+                        dx[_u(cb + q)] += t[_u(ob + q)]
+            for d in range(1, after + 1):
+                if c + d < C:
+                    ob = cb + d * HW
+                    for q in range(HW):
+                        dx[_u(cb + q)] += t[_u(ob + q)]
+            for q in range(HW):
+                e = _u(cb + q)
+                dx[e] = dy[e] * p[e] - coef * x[e] * dx[e]
+
+
+def lrn_backward(dy, x, s, p, size: int, alpha: float, beta: float):
+    """Numba :func:`nnlite.lrn.lrn_backward`: ``dx`` of shape ``(N, C, H, W)``.
+
+    The backward window is the forward one flipped: ``(size-1)//2`` channels
+    before, ``size//2`` after (see :class:`nnlite.lrn.LocalResponseNorm`).
+    Two compiled passes instead of the reference's ten; identical results.
+    """
+    N, C, H, W = x.shape
+    dx = numpy.empty(x.shape, dtype=dy.dtype)
+    t = numpy.empty(x.shape, dtype=dy.dtype)
+    coef = dy.dtype.type(2.0 * alpha * beta / size)
+    _lrn_backward_kernel(_flat(dy), _flat(x), _flat(s), _flat(p), N, C, H * W, (size - 1) // 2,
+                         size // 2, coef, t.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+# ------------------------------------------------------------------- Adam
+@numba.njit(**_JIT)
+def _adam_kernel(p, g, m, v, b1, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2, eps, step):
+    """In place, on flat arrays: the reference's operations in the reference's order."""
+    for i in range(p.size):
+        gi = g[i]
+        mi = m[i] * b1 + gi * one_minus_b1
+        vi = v[i] * b2 + (gi * gi) * one_minus_b2
+        m[i] = mi
+        v[i] = vi
+        p[i] -= (mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)) * step
+
+
+def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t: int) -> None:
+    """Numba :func:`nnlite.optim.adam_update`: one in-place Adam step on ``p``, ``m``, ``v``.
+
+    ``p``, ``m``, ``v`` must be C-contiguous (the dispatcher checks); ``g`` is
+    only read. One pass over memory instead of the reference's nine, and no
+    temporary: about 5x faster, with bit-identical results.
+    """
+    dt = p.dtype.type
+    bc1, bc2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
+    _adam_kernel(p.reshape(-1), _flat(g), m.reshape(-1), v.reshape(-1), dt(beta1),
+                 dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2), dt(1.0 / bc2 ** 0.5), dt(eps),
+                 dt(lr / bc1))
+
+
+__all__ = ["im2col", "col2im", "max_pool_forward", "max_pool_backward", "lrn_forward",
+           "lrn_backward", "adam_update"]

@@ -1,0 +1,350 @@
+"""The fast kernels (nnlite.kernels, Numba on the CPU) against the plain NumPy references.
+
+Every kernel must compute what its readable reference computes: on random
+shapes with strides, padding, groups, overlapping pools, ties and odd sizes,
+in float32 and float64. The kernels do the reference's arithmetic in the
+reference's order, so they are compared bit for bit. The layers are then run
+end to end both ways (``nnlite.kernels.use_reference``) and must agree too.
+"""
+import numpy as np
+import pytest
+
+import nnlite as nn
+from nnlite import conv, kernels, lrn, optim, pooling
+
+cpu = pytest.importorskip("nnlite.kernels.cpu", reason="Numba is not installed")
+
+DTYPES = [np.float32, np.float64]
+
+
+def randn(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.fixture
+def reference_path():
+    """Run the block with the plain references forced, then restore the setting."""
+    previous = kernels.use_reference(True)
+    yield
+    kernels.use_reference(previous)
+
+
+# ------------------------------------------------------------------ col2im
+COL2IM_CASES = [  # (N, C, Hp, Wp), (KH, KW), (SH, SW)
+    ((2, 3, 7, 9), (3, 3), (1, 1)),
+    ((3, 2, 9, 8), (3, 2), (2, 3)),       # strides, rectangular kernel
+    ((1, 1, 23, 23), (11, 11), (4, 4)),   # AlexNet conv1 geometry, one channel
+    ((4, 5, 6, 6), (1, 1), (1, 1)),       # 1x1 kernel
+    ((2, 2, 5, 7), (5, 3), (1, 2)),       # kernel as tall as the image
+    ((5, 1, 8, 8), (2, 2), (3, 3)),       # stride > kernel: pixels no window covers
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,k,s", COL2IM_CASES)
+def test_col2im_equals_reference(shape, k, s, dtype):
+    rng = np.random.default_rng(hash((shape, k, s)) % 2**32)
+    N, C, Hp, Wp = shape
+    OH, OW = (Hp - k[0]) // s[0] + 1, (Wp - k[1]) // s[1] + 1
+    dcols = randn(rng, (C * k[0] * k[1], N * OH * OW), dtype)
+    got = cpu.col2im(dcols, shape, *k, *s)
+    want = conv.col2im(dcols, shape, *k, *s)
+    assert got.dtype == want.dtype == dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,k,s", COL2IM_CASES)
+def test_im2col_equals_reference(shape, k, s, dtype):
+    x = randn(np.random.default_rng(hash((shape, s)) % 2**32), shape, dtype)
+    got = cpu.im2col(x, *k, *s)
+    want = conv.im2col(x, *k, *s)
+    assert got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+
+
+def test_im2col_reads_a_non_contiguous_input():
+    x = randn(np.random.default_rng(2), (3, 4, 9, 16), np.float32)[:, 1:3, :, ::2]
+    np.testing.assert_array_equal(cpu.im2col(x, 3, 3, 2, 1), conv.im2col(x, 3, 3, 2, 1))
+
+
+def test_col2im_is_the_adjoint_of_im2col():
+    # <im2col(x), d> == <x, col2im(d)> for any x, d: the defining property.
+    rng = np.random.default_rng(3)
+    x = randn(rng, (2, 3, 8, 7), np.float64)
+    cols = cpu.im2col(x, 3, 2, 2, 1)
+    d = randn(rng, cols.shape, np.float64)
+    lhs = float((cols * d).sum())
+    rhs = float((x * cpu.col2im(d, x.shape, 3, 2, 2, 1)).sum())
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+
+
+def test_col2im_rejects_wrong_shape():
+    with pytest.raises(ValueError, match=r"col2im: expected dcols of shape \(18, 50\)"):
+        cpu.col2im(np.zeros((18, 49), np.float32), (2, 2, 7, 7), 3, 3, 1, 1)
+
+
+def test_col2im_accepts_a_non_contiguous_input():
+    rng = np.random.default_rng(4)
+    big = randn(rng, (2 * 9 * 2, 2 * 25), np.float32)
+    dcols = big[::2, ::2]                                   # (18, 25), strided
+    np.testing.assert_array_equal(cpu.col2im(dcols, (1, 2, 7, 7), 3, 3, 1, 1),
+                                  conv.col2im(dcols, (1, 2, 7, 7), 3, 3, 1, 1))
+
+
+# --------------------------------------------------------------- max pool
+POOL_CASES = [  # x shape, (KH, KW), (SH, SW), (PH, PW)
+    ((2, 3, 8, 8), (2, 2), (2, 2), (0, 0)),      # MaxPool2D(2): its own kernel
+    ((2, 3, 7, 9), (2, 2), (2, 2), (0, 0)),      # ... with an odd last row and column
+    ((1, 2, 6, 5), (2, 2), (2, 2), (1, 1)),      # ... with -inf padding
+    ((2, 2, 9, 11), (3, 3), (2, 2), (0, 0)),     # overlapping (AlexNet)
+    ((1, 3, 7, 9), (3, 3), (2, 2), (1, 1)),      # overlapping with -inf padding
+    ((3, 1, 6, 7), (2, 3), (1, 2), (1, 1)),      # rectangular, stride 1 rows
+    ((2, 2, 5, 5), (3, 3), (1, 1), (0, 0)),      # heavy overlap
+    ((1, 2, 7, 7), (2, 2), (3, 3), (0, 0)),      # stride > kernel
+]
+
+
+def _pool_inputs(rng, shape, k, s, p, dtype, ties):
+    x = (rng.integers(-2, 3, size=shape) if ties else rng.standard_normal(shape)).astype(dtype)
+    xpad = pooling.pad_hw(x, p[0], p[1], float("-inf"))
+    OH = (shape[2] + 2 * p[0] - k[0]) // s[0] + 1
+    OW = (shape[3] + 2 * p[1] - k[1]) // s[1] + 1
+    return xpad, OH, OW
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,k,s,p", POOL_CASES)
+def test_max_pool_equals_reference(shape, k, s, p, dtype, ties):
+    rng = np.random.default_rng(hash((shape, k, s, p, ties)) % 2**32)
+    xpad, OH, OW = _pool_inputs(rng, shape, k, s, p, dtype, ties)
+    y = cpu.max_pool_forward(xpad, *k, *s, OH, OW)
+    y_ref = pooling.max_pool_forward(xpad, *k, *s, OH, OW)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, y_ref)
+    dy = randn(rng, y.shape, dtype)
+    dx = cpu.max_pool_backward(dy, xpad, y, *k, *s)
+    dx_ref = pooling.max_pool_backward(dy, xpad, y_ref, *k, *s)
+    assert dx.dtype == dtype and dx.shape == xpad.shape
+    np.testing.assert_array_equal(dx, dx_ref)
+
+
+def test_max_pool_ties_go_to_the_first_maximum():
+    # One 2x3 window full of equal values: all of dy lands on its top-left element.
+    xpad = np.full((1, 1, 2, 3), 7.0, np.float32)
+    dx = cpu.max_pool_backward(np.array([[[[5.0]]]], np.float32), xpad,
+                               cpu.max_pool_forward(xpad, 2, 3, 1, 1, 1, 1), 2, 3, 1, 1)
+    np.testing.assert_array_equal(dx[0, 0], [[5, 0, 0], [0, 0, 0]])
+    # The maximum in the second row only: it gets the gradient even though later in the scan.
+    xpad[0, 0, 1, 2] = 9.0
+    xpad[0, 0, 1, 0] = 9.0
+    dx = cpu.max_pool_backward(np.array([[[[5.0]]]], np.float32), xpad,
+                               cpu.max_pool_forward(xpad, 2, 3, 1, 1, 1, 1), 2, 3, 1, 1)
+    np.testing.assert_array_equal(dx[0, 0], [[0, 0, 0], [5, 0, 0]])
+
+
+def test_max_pool_nan_behaves_like_the_reference():
+    rng = np.random.default_rng(5)
+    xpad = randn(rng, (1, 2, 6, 6), np.float32)
+    xpad[0, 0, 1, 1] = np.nan
+    y = cpu.max_pool_forward(xpad, 2, 2, 2, 2, 3, 3)
+    y_ref = pooling.max_pool_forward(xpad, 2, 2, 2, 2, 3, 3)
+    np.testing.assert_array_equal(y, y_ref)                 # NaN in the same places
+    assert np.isnan(y[0, 0, 0, 0]) and np.isfinite(y[0, 1]).all()
+    dy = randn(rng, y.shape, np.float32)
+    np.testing.assert_array_equal(cpu.max_pool_backward(dy, xpad, y, 2, 2, 2, 2),
+                                  pooling.max_pool_backward(dy, xpad, y_ref, 2, 2, 2, 2))
+
+
+# -------------------------------------------------------------------- LRN
+LRN_CASES = [  # x shape, size
+    ((2, 7, 4, 5), 5),
+    ((1, 6, 3, 3), 4),        # even size: one more channel before than after
+    ((3, 3, 2, 4), 5),        # window wider than the channel axis
+    ((2, 5, 1, 1), 1),        # size 1: only the channel itself
+    ((1, 8, 5, 3), 2),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,size", LRN_CASES)
+def test_lrn_equals_reference(shape, size, dtype):
+    rng = np.random.default_rng(hash((shape, size)) % 2**32)
+    x = 3 * randn(rng, shape, dtype)
+    alpha, beta, k = 0.3, 0.75, 1.5          # large alpha: the window sum matters
+    got = cpu.lrn_forward(x, size, alpha, beta, k)
+    want = lrn.lrn_forward(x, size, alpha, beta, k)
+    for a, b in zip(got, want):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    _, s, p = want
+    dy = randn(rng, shape, dtype)
+    dx = cpu.lrn_backward(dy, x, s, p, size, alpha, beta)
+    dx_ref = lrn.lrn_backward(dy, x, s, p, size, alpha, beta)
+    assert dx.dtype == dtype
+    np.testing.assert_array_equal(dx, dx_ref)
+
+
+# ------------------------------------------------------------------- Adam
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update_equals_reference_bit_for_bit(dtype):
+    rng = np.random.default_rng(6)
+    p = randn(rng, (37, 11), dtype)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    p2, m2, v2 = p.copy(), m.copy(), v.copy()
+    for t in range(1, 5):
+        g = randn(rng, p.shape, dtype)
+        g0 = g.copy()
+        cpu.adam_update(p, g, m, v, 1e-2, 0.9, 0.999, 1e-8, t)
+        optim.adam_update(p2, g, m2, v2, 1e-2, 0.9, 0.999, 1e-8, t)
+        np.testing.assert_array_equal(g, g0)                 # the gradient is only read
+    for a, b in ((p, p2), (m, m2), (v, v2)):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adam_optimizer_same_with_and_without_kernels():
+    def run(force):
+        model = nn.zoo.reduced_alexnet(input_shape=(1, 32, 32), channels=(4, 6, 8, 8, 6),
+                                       hidden=8, seed=3)
+        opt = nn.Adam(model.parameters(), lr=1e-2, weight_decay=1e-3)
+        old = kernels.use_reference(force)
+        try:
+            for _ in range(2):
+                for p in model.parameters():
+                    p.grad[...] = np.cos(np.arange(p.size, dtype=np.float32)).reshape(p.shape)
+                opt.step()
+        finally:
+            kernels.use_reference(old)
+        return [p.data.copy() for p in model.parameters()]
+    for a, b in zip(run(False), run(True)):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------- layers, both paths
+def _layer_both_ways(make_layer, x, seed=0):
+    """forward + backward with the kernels and with the references: (outputs, grads) twice."""
+    results = []
+    for force in (False, True):
+        layer = make_layer()
+        old = kernels.use_reference(force)
+        try:
+            y = layer.forward(x, training=True)
+            dy = randn(np.random.default_rng(seed), y.shape, x.dtype)
+            dx = layer.backward(dy)
+        finally:
+            kernels.use_reference(old)
+        results.append([y, dx] + [p.grad for p in layer.parameters()])
+    return results
+
+
+CONV_CASES = [  # Conv2D kwargs, input shape
+    (dict(in_channels=3, out_channels=4, kernel_size=3, padding=1), (2, 3, 7, 6)),
+    (dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding="same", groups=2),
+     (2, 4, 9, 8)),
+    (dict(in_channels=6, out_channels=6, kernel_size=(3, 2), stride=(2, 1), padding=(1, 0),
+          groups=3), (3, 6, 7, 7)),
+    (dict(in_channels=1, out_channels=5, kernel_size=5, stride=2, padding=2), (2, 1, 12, 10)),
+    (dict(in_channels=2, out_channels=3, kernel_size=4, padding="same", bias=False), (1, 2, 6, 5)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs,shape", CONV_CASES)
+def test_conv2d_layer_same_with_and_without_kernels(kwargs, shape, dtype):
+    x = randn(np.random.default_rng(7), shape, dtype)
+    fast, plain = _layer_both_ways(lambda: nn.Conv2D(**kwargs, seed=2).astype(dtype), x)
+    for a, b in zip(fast, plain):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("layer", ["max", "lrn"])
+def test_pool_and_lrn_layers_same_with_and_without_kernels(layer):
+    x = randn(np.random.default_rng(8), (3, 7, 9, 9), np.float32)
+    make = (lambda: nn.MaxPool2D(3, stride=2, padding=1)) if layer == "max" else \
+        (lambda: nn.LocalResponseNorm(5, alpha=0.5, beta=0.75, k=2.0))
+    fast, plain = _layer_both_ways(make, x)
+    for a, b in zip(fast, plain):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv2d_in_column_blocks_equals_one_block(monkeypatch, groups):
+    # Conv2D unfolds the batch a block of samples at a time (conv.COLUMN_BLOCK_BYTES);
+    # 1 byte means one sample per block, 1 GB one block for the whole batch.
+    monkeypatch.setattr(conv, "MIN_BLOCK_FLOPS", 0)
+    rng = np.random.default_rng(12)
+    x = randn(rng, (5, 4, 7, 6), np.float32)
+    dy = randn(rng, (5, 6, 4, 6), np.float32)
+    results = []
+    for block_bytes in (1 << 30, 1):
+        monkeypatch.setitem(conv.COLUMN_BLOCK_BYTES, "cpu", block_bytes)
+        layer = nn.Conv2D(4, 6, 3, stride=(2, 1), padding=1, groups=groups, seed=3)
+        y = layer.forward(x, training=True)
+        assert layer._cache[0].shape == (5, 4, 9, 8)      # the padded input
+        kept = layer._cache[4]                             # columns: kept only as one block
+        assert (kept is not None) == (block_bytes > 1) and (kept is None or kept.shape == (36, 120))
+        dx = layer.backward(dy)
+        assert layer._cache[4] is None                     # their buffer became dcols
+        np.testing.assert_array_equal(layer.backward(dy), dx)   # backward can run twice
+        results.append((y, dx, layer.W.grad, layer.b.grad))
+    for one, blocks in zip(*results):
+        assert blocks.dtype == np.float32
+        np.testing.assert_allclose(blocks, one, rtol=1e-5, atol=1e-5 * np.abs(one).max())
+
+
+def test_conv2d_blocks_cover_the_batch_in_equal_parts(monkeypatch):
+    layer = nn.Conv2D(32, 64, 5, padding="same")
+    x = np.zeros((64, 32, 24, 24), np.float32)             # 1.8 MB of columns per sample
+    monkeypatch.setattr(conv, "MIN_BLOCK_FLOPS", 0)
+    blocks = layer._blocks(x, 64, 24, 24)                   # 8 MB: 4 samples a block
+    assert blocks == [(4 * i, 4 * i + 4) for i in range(16)]
+    assert layer._blocks(x, 10, 24, 24) == [(0, 3), (3, 6), (6, 10)]   # balanced, not 4+4+2
+    monkeypatch.setattr(conv, "MIN_BLOCK_FLOPS", 600e6)    # 59 MFLOP a sample: >= 10 samples
+    assert len(layer._blocks(x, 64, 24, 24)) == 7
+
+
+# ------------------------------------------------------------- dispatch
+def test_dispatch_picks_numba_for_float_numpy_arrays():
+    x32, x64 = np.zeros((1, 1, 2, 2), np.float32), np.zeros((1, 1, 2, 2), np.float64)
+    assert kernels.backend_for("max_pool_forward", x32) == "numba"
+    assert kernels.backend_for("lrn_forward", x64) == "numba"
+    assert kernels.backend_for("col2im", np.zeros((2, 2), np.int64)) == "reference"
+    with pytest.raises(ValueError, match="no kernel called 'conv9d'"):
+        kernels.backend_for("conv9d", x32)
+
+
+def test_use_reference_forces_the_plain_path_and_restores(reference_path):
+    x = np.zeros((1, 1, 2, 2), np.float32)
+    assert kernels.reference_forced()
+    assert kernels.backend_for("col2im", x) == "reference"
+    assert kernels.use_reference(False) is True
+    assert kernels.backend_for("col2im", x) == "numba"
+    with pytest.raises(ValueError, match="use_reference expects True, False or None"):
+        kernels.use_reference("yes")
+
+
+def test_environment_variable_forces_the_plain_path(monkeypatch):
+    previous = kernels.use_reference(None)          # follow the environment
+    try:
+        x = np.zeros((1, 1, 2, 2), np.float32)
+        monkeypatch.setenv("NNLITE_KERNELS", "reference")
+        assert kernels.backend_for("lrn_backward", x) == "reference"
+        monkeypatch.setenv("NNLITE_KERNELS", "")
+        assert kernels.backend_for("lrn_backward", x) == "numba"
+    finally:
+        kernels.use_reference(previous)
+
+
+def test_dispatched_results_equal_the_reference_results():
+    # The public names route to the kernels and give the reference's answer.
+    rng = np.random.default_rng(11)
+    xpad = randn(rng, (2, 3, 6, 6), np.float32)
+    y = kernels.max_pool_forward(xpad, 2, 2, 2, 2, 3, 3)
+    np.testing.assert_array_equal(y, pooling.max_pool_forward(xpad, 2, 2, 2, 2, 3, 3))
+    dcols = randn(rng, (3 * 4, 2 * 9), np.float32)
+    np.testing.assert_array_equal(kernels.col2im(dcols, (2, 3, 4, 4), 2, 2, 1, 1),
+                                  conv.col2im(dcols, (2, 3, 4, 4), 2, 2, 1, 1))
