@@ -1,7 +1,7 @@
 """nnlite against PyTorch on the CPU, side by side, in one run.
 
     pip install -e . torch==2.13.0      # PyTorch is for this benchmark only
-    python benchmarks/bench_cpu.py      # about 3 minutes on 2 cores
+    python benchmarks/bench_cpu.py      # about 2.5 minutes on 2 cores
     python benchmarks/bench_cpu.py --quick --markdown
 
 What it measures, for the same architecture, batch size, dtype (float32) and

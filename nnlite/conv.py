@@ -32,18 +32,20 @@ from .padding import zero_pad2d
 from .parameter import Parameter
 
 
-#: How many bytes of columns Conv2D unfolds at a time. The batch is processed in blocks
-#: of samples whose column matrix is about this size: on the CPU it then stays in the
-#: cache between im2col, the matrix products and col2im, and no buffer grows with the
-#: batch. Measured on the MIAS CNN (conv2, batch 64, 2 cores): forward 43 -> 27 ms,
-#: backward (recomputing the columns) 60 -> 51 ms, and 118 MB less memory, against
-#: one column matrix for the whole batch kept from forward to backward.
+#: Bytes of work buffers per block of samples in Conv2D. The batch is processed in
+#: blocks whose columns plus output rows (``(C*KH*KW + F) * OH*OW`` values a sample)
+#: take about this much: on the CPU they then stay in the cache between im2col, the
+#: matrix products and col2im, and no buffer grows with the batch. Measured on the MIAS
+#: CNN at batch 64 (2 cores), against one column matrix for the whole batch kept from
+#: forward to backward: conv2 forward 43 -> 27 ms and backward (rebuilding the columns)
+#: 60 -> 51 ms, conv1 forward + backward 24 -> 15 ms, and 118 MB less memory.
 COLUMN_BLOCK_BYTES = {"cpu": 8 << 20, "gpu": 256 << 20}
 
-#: ... but a block is never made so small that one group's matrix product has fewer
-#: FLOPs than this: small products run far below the BLAS peak (reduced AlexNet's
-#: grouped conv2 got 25% slower in blocks of 15 samples than in one block of 32).
-MIN_BLOCK_FLOPS = 200e6
+#: A batch whose columns and output rows fit in this many bytes (about the CPU's
+#: last-level cache) is not split: one block makes fewer, larger matrix products and
+#: keeps its columns from forward to backward (reduced AlexNet's grouped conv2 at
+#: batch 32, 19 MB: about 12 ms for forward + backward in one block, 18 ms in three).
+SINGLE_BLOCK_BYTES = {"cpu": 24 << 20, "gpu": 1 << 30}
 
 
 def _out_size(n_padded: int, k: int, s: int) -> int:
@@ -165,16 +167,16 @@ class Conv2D(Layer):
         regularizer: optional regularizer attached to W (an :mod:`nnlite.regularizers`
             object, a name such as ``"l2"``, or the dict that ``get_config()`` holds).
 
-    Memory and speed: the batch is unfolded a block of samples at a time (see
-    :data:`COLUMN_BLOCK_BYTES`), so the column buffer is a few MB whatever the
-    batch size. Forward caches the padded input (``C*Hp*Wp`` per sample, ``KH*KW``
-    times less than the columns) and backward rebuilds each block's columns from
-    it: on the CPU that is faster than keeping them, because every block stays in
-    the cache. Only when the whole batch is one block does a training forward keep
-    its columns for backward, which then reuses their buffer for dcols. When W is
-    frozen nothing is cached for dW (dx needs W only). im2col and col2im run
-    through :mod:`nnlite.kernels` (Numba on the CPU), which the tests hold equal
-    to the functions above.
+    Memory and speed: a large batch is unfolded a block of samples at a time (see
+    :data:`COLUMN_BLOCK_BYTES` and :data:`SINGLE_BLOCK_BYTES`), so the column buffer
+    is at most a few tens of MB whatever the batch size. Forward caches the padded
+    input (``C*Hp*Wp`` per sample, ``KH*KW`` times less than the columns) and
+    backward rebuilds each block's columns from it: on the CPU that is faster than
+    keeping them, because every block stays in the cache. When the whole batch is one
+    block, a training forward keeps its columns for backward, which then reuses their
+    buffer for dcols. When W is frozen nothing is cached for dW (dx needs W only).
+    im2col and col2im run through :mod:`nnlite.kernels` (Numba on the CPU), which the
+    tests hold equal to the functions above.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -245,17 +247,19 @@ class Conv2D(Layer):
 
     # ------------------------------------------------------------ passes
     def _blocks(self, a, N: int, OH: int, OW: int) -> list:
-        """``(start, stop)`` ranges of samples that are unfolded together, of equal sizes.
+        """``(start, stop)`` ranges of samples processed together, of (nearly) equal sizes.
 
-        A block's columns take about :data:`COLUMN_BLOCK_BYTES`, unless one group's
-        product would then fall below :data:`MIN_BLOCK_FLOPS`. ``a`` is any array of
-        the batch: its device and dtype set the size.
+        A block's columns and output rows take about :data:`COLUMN_BLOCK_BYTES`,
+        or the whole batch is one block if it fits in :data:`SINGLE_BLOCK_BYTES`;
+        ``a`` is any array of the batch (its device and dtype set the sizes).
         """
-        (KH, KW), C, F, G = self.kernel_size, self.in_channels, self.out_channels, self.groups
-        per_sample = C * KH * KW * OH * OW * a.dtype.itemsize               # bytes of columns
-        flops = 2 * (F // G) * (C // G) * KH * KW * OH * OW                 # one group, one sample
-        step = max(1, COLUMN_BLOCK_BYTES[device_of(a)] // per_sample, int(MIN_BLOCK_FLOPS // flops))
-        count = -(-N // step)                                               # ceil(N / step) blocks
+        (KH, KW), C, F = self.kernel_size, self.in_channels, self.out_channels
+        per_sample = (C * KH * KW + F) * OH * OW * a.dtype.itemsize
+        device = device_of(a)
+        if N * per_sample <= SINGLE_BLOCK_BYTES[device]:
+            return [(0, N)] if N else []
+        step = max(1, COLUMN_BLOCK_BYTES[device] // per_sample)
+        count = -(-N // step)                                    # ceil(N / step) blocks
         return [(N * i // count, N * (i + 1) // count) for i in range(count)]
 
     def forward(self, x, training: bool = False):

@@ -275,11 +275,11 @@ def test_pool_and_lrn_layers_same_with_and_without_kernels(layer):
 def test_conv2d_in_column_blocks_equals_one_block(monkeypatch, groups):
     # Conv2D unfolds the batch a block of samples at a time (conv.COLUMN_BLOCK_BYTES);
     # 1 byte means one sample per block, 1 GB one block for the whole batch.
-    monkeypatch.setattr(conv, "MIN_BLOCK_FLOPS", 0)
     rng = np.random.default_rng(12)
     x = randn(rng, (5, 4, 7, 6), np.float32)
     dy = randn(rng, (5, 6, 4, 6), np.float32)
     results = []
+    monkeypatch.setitem(conv.SINGLE_BLOCK_BYTES, "cpu", 0)
     for block_bytes in (1 << 30, 1):
         monkeypatch.setitem(conv.COLUMN_BLOCK_BYTES, "cpu", block_bytes)
         layer = nn.Conv2D(4, 6, 3, stride=(2, 1), padding=1, groups=groups, seed=3)
@@ -296,15 +296,14 @@ def test_conv2d_in_column_blocks_equals_one_block(monkeypatch, groups):
         np.testing.assert_allclose(blocks, one, rtol=1e-5, atol=1e-5 * np.abs(one).max())
 
 
-def test_conv2d_blocks_cover_the_batch_in_equal_parts(monkeypatch):
+def test_conv2d_blocks_cover_the_batch_in_equal_parts():
     layer = nn.Conv2D(32, 64, 5, padding="same")
-    x = np.zeros((64, 32, 24, 24), np.float32)             # 1.8 MB of columns per sample
-    monkeypatch.setattr(conv, "MIN_BLOCK_FLOPS", 0)
-    blocks = layer._blocks(x, 64, 24, 24)                   # 8 MB: 4 samples a block
-    assert blocks == [(4 * i, 4 * i + 4) for i in range(16)]
-    assert layer._blocks(x, 10, 24, 24) == [(0, 3), (3, 6), (6, 10)]   # balanced, not 4+4+2
-    monkeypatch.setattr(conv, "MIN_BLOCK_FLOPS", 600e6)    # 59 MFLOP a sample: >= 10 samples
-    assert len(layer._blocks(x, 64, 24, 24)) == 7
+    x = np.zeros((64, 32, 24, 24), np.float32)     # (800 + 64) * 576 * 4 B = 1.9 MB a sample
+    assert layer._blocks(x, 64, 24, 24) == [(4 * i, 4 * i + 4) for i in range(16)]   # 8 MB
+    assert layer._blocks(x, 14, 24, 24) == [(0, 3), (3, 7), (7, 10), (10, 14)]  # not 4+4+4+2
+    assert layer._blocks(x, 12, 24, 24) == [(0, 12)]   # 24 MB or less: one block
+    assert layer._blocks(x, 0, 24, 24) == []
+    assert layer._blocks(x.astype(np.float64), 64, 24, 24) == [(2 * i, 2 * i + 2) for i in range(32)]
 
 
 # ------------------------------------------------------------- dispatch

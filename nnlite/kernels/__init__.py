@@ -199,5 +199,5 @@ def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t
     return f(p, g, m, v, lr, beta1, beta2, eps, t)
 
 
-__all__ = ["use_reference", "reference_forced", "backend_for", "im2col", "col2im", "max_pool_forward",
-           "max_pool_backward", "lrn_forward", "lrn_backward", "adam_update"]
+__all__ = ["use_reference", "reference_forced", "backend_for", "im2col", "col2im",
+           "max_pool_forward", "max_pool_backward", "lrn_forward", "lrn_backward", "adam_update"]

@@ -28,11 +28,13 @@ machine, see ``benchmarks/README.md``):
 * **One thread.** The kernels are plain loops, not ``prange``. In a training
   step they alternate with OpenBLAS matrix products, whose worker threads
   keep spinning for a while after each product; a second (OpenMP) thread
-  pool for Numba then fights them for the cores. Measured: the parallel
-  kernels made the reduced-AlexNet step 2.5x *slower* (104 ms against 42 ms)
-  and a MIAS CNN step 15% slower, and far worse again when other programs
-  share the machine. Single-threaded, they cost 10-15% of a step, and the
-  matrix products keep both cores.
+  pool for Numba then fights them for the cores. Measured with ``prange``
+  kernels: the reduced-AlexNet step took 104 ms against 42 ms with the same
+  kernels on one thread, the MIAS CNN step 216 against 189 ms, and far worse
+  again when other programs shared the machine. Threads paid only with
+  ``OPENBLAS_THREAD_TIMEOUT=4 OMP_WAIT_POLICY=passive`` set before NumPy is
+  imported (34 and 165 ms), which a library cannot do for its users. On one
+  thread the kernels take about 10% of a step and the products keep both cores.
 * **Flat arrays, unsigned offsets.** Arrays arrive flattened (1-D,
   C-contiguous) and elements are addressed as ``a[_u(offset)]``: an
   unsigned index skips Numba's negative-index wrap-around test, which
@@ -217,7 +219,7 @@ def _max_pool_backward_kernel(dy, x, y, NC, Hp, Wp, KH, KW, SH, SW, OH, OW, dx):
                     for j in range(KW):              # of an early exit the CPU would mispredict
                         hit = (x[_u(base + i * Wp + j)] == m) & (first < 0)
                         first = i * Wp + j if hit else first
-                if first >= 0:                       # no match: NaN in the window (as the reference)
+                if first >= 0:                       # no match: a NaN window, as the reference
                     dx[_u(base + first)] += dy[_u(yb + oh * OW + ow)]
 
 
