@@ -46,10 +46,8 @@ Nothing here is a medical device; on phantom data every output says PHANTOM.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +56,7 @@ import numpy as np
 
 import nnlite as nn
 from nnlite import metrics as M
+from nnlite.serialization import atomic_open
 
 from . import patches as P
 from . import split as S
@@ -112,15 +111,11 @@ def _log(progress: bool, *parts) -> None:
 
 
 def write_json(path, obj) -> Path:
-    """Write ``obj`` as indented JSON, atomically (a temp file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    """Write ``obj`` as indented JSON, atomically (:func:`nnlite.serialization.atomic_open`)."""
+    with atomic_open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, default=_json_default)
         f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def _json_default(o):

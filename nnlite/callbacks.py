@@ -12,11 +12,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from .backend import get_array_module, to_numpy
+from .serialization import atomic_open
 
 #: substrings of metric names for which bigger is better (``mode="auto"``).
 MAX_METRICS = ("acc", "auc", "f1", "precision", "recall", "sensitivity", "specificity", "iou")
@@ -173,9 +172,7 @@ class HistoryLogger(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        with os.fdopen(fd, "w", newline="") as f:
+        with atomic_open(self.path, "w", newline="") as f:
             if self.path.suffix == ".json":
                 json.dump(self.rows, f, indent=1)
             else:
@@ -183,7 +180,6 @@ class HistoryLogger(Callback):
                 writer = csv.DictWriter(f, fieldnames=keys)
                 writer.writeheader()
                 writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
     def state_dict(self) -> dict:
         return {"rows": self.rows}

@@ -17,6 +17,7 @@ is refused on load with an error naming it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -33,14 +34,20 @@ FORMAT_VERSION = 1
 
 
 # --------------------------------------------------------------- low level
-def atomic_savez(path, arrays: dict) -> Path:
-    """Write ``arrays`` to ``path`` as .npz via a temporary file and rename."""
+@contextlib.contextmanager
+def atomic_open(path, mode: str = "wb", **kwargs):
+    """Open a temporary file beside ``path``; on success flush, fsync and rename it to ``path``.
+
+    A crash or an exception inside the ``with`` block leaves ``path`` as it was
+    (the temporary file is removed), so a reader never sees a half-written file.
+    ``mode`` is ``"wb"`` or ``"w"``; ``kwargs`` go to :func:`open` (``encoding``, ``newline``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            numpy.savez(f, **arrays)
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -50,7 +57,13 @@ def atomic_savez(path, arrays: dict) -> Path:
         except FileNotFoundError:
             pass
         raise
-    return path
+
+
+def atomic_savez(path, arrays: dict) -> Path:
+    """Write ``arrays`` to ``path`` as .npz via a temporary file and rename."""
+    with atomic_open(path, "wb") as f:
+        numpy.savez(f, **arrays)
+    return Path(path)
 
 
 def read_npz(path) -> dict:
