@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from . import experiment as E
+from .patches import TASKS
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
              "report.txt and PNG plots into --out.")
     p.add_argument("--data", type=Path, metavar="DIR", default=None,
                    help="mini-MIAS folder (real or phantom); default: the cached phantom set")
-    p.add_argument("--task", choices=("all", "calc", "mass"), default="all",
+    p.add_argument("--task", choices=tuple(TASKS), default="all",
                    help="all = normal/benign/malignant; calc, mass = benign vs malignant")
     p.add_argument("--epochs", type=int, metavar="N", default=E.DEFAULT_EPOCHS,
                    help="training epochs (the model with the lowest validation loss is kept)")
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, metavar="FILE", help="model file (.npz)")
     p.add_argument("--data", type=Path, metavar="DIR", default=None,
                    help="mini-MIAS folder; default: the training run's data")
-    p.add_argument("--task", choices=("all", "calc", "mass"), default=None,
+    p.add_argument("--task", choices=tuple(TASKS), default=None,
                    help="default: the training run's task")
     p.add_argument("--seed", type=int, metavar="S", default=None,
                    help="split seed; default: the training run's seed")

@@ -27,7 +27,7 @@ from __future__ import annotations
 from . import kernels, regularizers
 from .backend import as_generator, device_of, get_array_module
 from .initializers import get_initializer, zeros
-from .layer import Layer, pair
+from .layer import Layer, conv_output_size, pair
 from .padding import zero_pad2d
 from .parameter import Parameter
 
@@ -48,10 +48,6 @@ COLUMN_BLOCK_BYTES = {"cpu": 8 << 20, "gpu": 256 << 20}
 SINGLE_BLOCK_BYTES = {"cpu": 24 << 20, "gpu": 1 << 30}
 
 
-def _out_size(n_padded: int, k: int, s: int) -> int:
-    return (n_padded - k) // s + 1
-
-
 def im2col(x_padded, KH: int, KW: int, SH: int, SW: int):
     """Unfold every KH x KW receptive field of ``x_padded`` into a column.
 
@@ -66,7 +62,7 @@ def im2col(x_padded, KH: int, KW: int, SH: int, SW: int):
     """
     xp = get_array_module(x_padded)
     N, C, Hp, Wp = x_padded.shape
-    OH, OW = _out_size(Hp, KH, SH), _out_size(Wp, KW, SW)
+    OH, OW = conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
     sN, sC, sH, sW = x_padded.strides
     # A read-only strided view, no copy: view[c, i, j, n, oh, ow] = x_padded[n, c, oh*SH+i, ow*SW+j]
     view = xp.lib.stride_tricks.as_strided(
@@ -89,7 +85,7 @@ def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
     """
     xp = get_array_module(dcols)
     N, C, Hp, Wp = x_padded_shape
-    OH, OW = _out_size(Hp, KH, SH), _out_size(Wp, KW, SW)
+    OH, OW = conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
     if tuple(dcols.shape) != (C * KH * KW, N * OH * OW):
         raise ValueError(f"col2im: expected dcols of shape {(C * KH * KW, N * OH * OW)} for an "
                          f"image {tuple(x_padded_shape)}, got {tuple(dcols.shape)}")
@@ -235,7 +231,7 @@ class Conv2D(Layer):
         if KH > Hp or KW > Wp:
             raise ValueError(f"{self.name}: kernel {KH}x{KW} is larger than the padded input "
                              f"{Hp}x{Wp} (input {H}x{W}, padding {self.padding!r})")
-        return pads, _out_size(Hp, KH, SH), _out_size(Wp, KW, SW)
+        return pads, conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
 
     def output_shape(self, input_shape: tuple) -> tuple:
         C, H, W = input_shape
