@@ -58,11 +58,9 @@ import numba
 import numpy
 from numba import uint64 as _u
 
+from ..layer import conv_output_size
+
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
-
-
-def _conv_out(n: int, k: int, s: int) -> int:
-    return (n - k) // s + 1
 
 
 def _flat(a):
@@ -97,7 +95,7 @@ def im2col(x_padded, KH: int, KW: int, SH: int, SW: int):
     """
     N, C, Hp, Wp = x_padded.shape
     KH, KW, SH, SW = (int(v) for v in (KH, KW, SH, SW))
-    OH, OW = _conv_out(Hp, KH, SH), _conv_out(Wp, KW, SW)
+    OH, OW = conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
     out = numpy.empty((C * KH * KW, N * OH * OW), dtype=x_padded.dtype)
     _im2col_kernel(_flat(x_padded), N, C, Hp, Wp, KH, KW, SH, SW, OH, OW, out.reshape(-1))
     return out
@@ -134,7 +132,7 @@ def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
     """
     N, C, Hp, Wp = (int(v) for v in x_padded_shape)
     KH, KW, SH, SW = (int(v) for v in (KH, KW, SH, SW))
-    OH, OW = _conv_out(Hp, KH, SH), _conv_out(Wp, KW, SW)
+    OH, OW = conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
     if tuple(dcols.shape) != (C * KH * KW, N * OH * OW):
         raise ValueError(f"col2im: expected dcols of shape {(C * KH * KW, N * OH * OW)} for an "
                          f"image {tuple(x_padded_shape)}, got {tuple(dcols.shape)}")

@@ -52,6 +52,7 @@ import numpy
 
 from .. import backend
 from ..backend import get_array_module
+from ..layer import conv_output_size
 
 _INT32_MAX = 2**31 - 1
 
@@ -287,10 +288,6 @@ def _flat(a):
     return get_array_module(a).ascontiguousarray(a).reshape(-1)
 
 
-def _conv_out(n: int, k: int, s: int) -> int:
-    return (n - k) // s + 1
-
-
 # ------------------------------------------------------------------ col2im
 def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
     """CUDA :func:`nnlite.conv.col2im`: add the columns back onto the image.
@@ -310,7 +307,7 @@ def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
     """
     N, C, Hp, Wp = (int(v) for v in x_padded_shape)
     KH, KW, SH, SW = int(KH), int(KW), int(SH), int(SW)
-    OH, OW = _conv_out(Hp, KH, SH), _conv_out(Wp, KW, SW)
+    OH, OW = conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
     if tuple(dcols.shape) != (C * KH * KW, N * OH * OW):
         raise ValueError(f"col2im: expected dcols of shape {(C * KH * KW, N * OH * OW)} for an "
                          f"image {(N, C, Hp, Wp)}, got {tuple(dcols.shape)}")
