@@ -26,18 +26,43 @@ Rules:
 from __future__ import annotations
 
 from .backend import get_array_module, resolve_dtype
-from .parameter import Parameter
+from .parameter import Buffer, Parameter
 
 
 class Layer:
-    """Base class: parameter bookkeeping, config, dtype/device moves, checks."""
+    """Base class: parameter and buffer bookkeeping, sub-layers, config, dtype/device moves.
+
+    A layer may hold other layers (it is then a *container*: ``Sequential``,
+    ``Residual``, ``Add``, ``Concatenate``, or a block of your own). Its
+    sub-layers are its attributes that are layers, or lists of layers, in the
+    order they were assigned; an attribute whose name starts with ``_`` is a
+    reference, not a child (``MaxUnpool2D`` keeps the pool it reads the
+    indices of that way). ``parameters()`` and ``buffers()`` recurse into the
+    children in that stable order, with dotted names such as
+    ``"layer2.0.conv1.W"``.
+    """
 
     #: every concrete subclass by class name (used by ``nnlite.load``).
     registry: dict = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        Layer.registry[cls.__name__] = cls
+        name = cls.__name__
+        old = Layer.registry.get(name)
+        ours = cls.__module__.split(".")[0] == "nnlite"
+        if old is not None and old is not cls and old.__module__.split(".")[0] == "nnlite" and not ours:
+            # A user's own ``class Dense(Layer)`` must not replace nnlite's Dense for
+            # every later ``nn.load``: it is registered under its qualified name instead.
+            Layer.registry[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        else:
+            Layer.registry[name] = cls
+
+    @classmethod
+    def type_name(cls) -> str:
+        """The name ``nnlite.load`` finds this class by (see :attr:`registry`)."""
+        if Layer.registry.get(cls.__name__) is cls:
+            return cls.__name__
+        return f"{cls.__module__}.{cls.__qualname__}"
 
     def __init__(self, name: str | None = None):
         self.name = name or type(self).__name__
@@ -61,39 +86,124 @@ class Layer:
         return tuple(input_shape)
 
     def get_config(self) -> dict:
-        """Constructor arguments that rebuild this layer (JSON-serialisable)."""
+        """Constructor arguments that rebuild this layer (JSON-serialisable).
+
+        A container puts its children in as :func:`layer_spec` dicts;
+        ``nnlite.load`` builds those back into layers before calling the
+        constructor.
+        """
         return {}
 
-    # -------------------------------------------------------- parameters
-    def parameters(self) -> list:
-        """Parameters in the order they were assigned in ``__init__``."""
-        return [v for v in vars(self).values() if isinstance(v, Parameter)]
+    def resolve_links(self, root: "Layer") -> None:
+        """Re-attach references to layers elsewhere in ``root`` after loading (default: none)."""
+
+    # ---------------------------------------------------------- children
+    def children(self) -> list:
+        """Direct sub-layers as ``(key, layer)`` pairs, in assignment order."""
+        out = []
+        for key, value in vars(self).items():
+            if key.startswith("_"):
+                continue
+            if isinstance(value, Layer):
+                out.append((key, value))
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Layer) for v in value):
+                out += [(f"{key}.{i}", v) for i, v in enumerate(value)]
+        return out
+
+    def named_layers(self, prefix: str = "") -> list:
+        """Every sub-layer at any depth, depth first, as ``(dotted path, layer)``."""
+        out = []
+        for key, child in self.children():
+            path = f"{prefix}{key}"
+            out.append((path, child))
+            out += child.named_layers(path + ".")
+        return out
+
+    def get_layer(self, path: str) -> "Layer":
+        """The sub-layer at dotted ``path`` (``"layer2.0.conv1"``); ``KeyError`` lists the choices."""
+        for p, layer in self.named_layers():
+            if p == path:
+                return layer
+        choices = ", ".join(p for p, _ in self.named_layers()[:40])
+        raise KeyError(f"{self.name} has no sub-layer {path!r}; it has: {choices}")
+
+    # -------------------------------------------------- parameters, buffers
+    def _own(self, kind) -> list:
+        return [(v.name or k, v) for k, v in vars(self).items() if isinstance(v, kind)]
+
+    def _named(self, kind, prefix: str = "") -> list:
+        out = [(f"{prefix}{name}", v) for name, v in self._own(kind)]
+        for key, child in self.children():
+            out += child._named(kind, f"{prefix}{key}.")
+        seen, unique = set(), []
+        for name, v in out:                      # a layer used twice counts once
+            if id(v) not in seen:
+                seen.add(id(v))
+                unique.append((name, v))
+        return unique
+
+    def parameters(self, trainable_only: bool = False) -> list:
+        """Own parameters in assignment order, then each child's, depth first."""
+        ps = [p for _, p in self._named(Parameter)]
+        return [p for p in ps if p.trainable] if trainable_only else ps
 
     def named_parameters(self) -> list:
-        return [(p.name, p) for p in self.parameters()]
+        """``(dotted name, Parameter)`` pairs, e.g. ``("layer2.0.conv1.W", p)``."""
+        return self._named(Parameter)
+
+    def buffers(self) -> list:
+        """Own buffers (running statistics, counters), then each child's, depth first."""
+        return [b for _, b in self._named(Buffer)]
+
+    def named_buffers(self) -> list:
+        """``(dotted name, Buffer)`` pairs, e.g. ``("bn1.running_mean", b)``."""
+        return self._named(Buffer)
+
+    def count_params(self, trainable_only: bool = True) -> int:
+        """Number of parameter values (only the trainable ones by default)."""
+        return sum(p.size for p in self.parameters(trainable_only=trainable_only))
+
+    def count_buffers(self) -> int:
+        """Number of floating-point buffer values (statistics; step counters excluded)."""
+        return sum(b.size for b in self.buffers() if b.is_statistic)
 
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.zero_grad()
 
+    def _drop_caches(self) -> None:
+        self._cache = None
+        for _, child in self.children():
+            child._drop_caches()
+
     def astype(self, dtype) -> "Layer":
-        """Cast every parameter (and its gradient) to ``dtype``; drops caches."""
+        """Cast every parameter (and gradient) and float buffer to ``dtype``; drops caches."""
         resolve_dtype(dtype)
         for p in self.parameters():
             p.astype(dtype)
-        self._cache = None
+        for b in self.buffers():
+            b.astype(dtype)
+        self._drop_caches()
         return self
 
     def to_device(self, device: str) -> "Layer":
         for p in self.parameters():
             p.to_device(device)
-        self._cache = None
+        for b in self.buffers():
+            b.to_device(device)
+        self._drop_caches()
         return self
 
     @property
     def dtype(self):
         params = self.parameters()
         return params[0].dtype if params else None
+
+    @property
+    def frozen(self) -> bool:
+        """True when the layer has parameters and none of them trains."""
+        params = self.parameters()
+        return bool(params) and not any(p.trainable for p in params)
 
     # ------------------------------------------------------------ helpers
     def _saved(self):
@@ -145,6 +255,11 @@ class Layer:
         args = ", ".join(f"{k}={short(v)}" for k, v in self.get_config().items() if k not in skip)
         frozen = any(not p.trainable for p in self.parameters())
         return f"{type(self).__name__}({args})" + (" [frozen]" if frozen else "")
+
+
+def layer_spec(layer: Layer) -> dict:
+    """``{"type", "name", "config"}``: what ``nnlite.load`` rebuilds ``layer`` from."""
+    return {"type": type(layer).type_name(), "name": layer.name, "config": layer.get_config()}
 
 
 def pair(value, what: str, layer: str) -> tuple:

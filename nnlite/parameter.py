@@ -54,3 +54,52 @@ class Parameter:
     def __repr__(self) -> str:
         flag = "" if self.trainable else ", frozen"
         return f"Parameter({self.name!r}, shape={tuple(self.shape)}, dtype={self.dtype}{flag})"
+
+
+class Buffer:
+    """An array a layer keeps and saves but does not train (no gradient).
+
+    BatchNorm's running mean and variance are buffers: they change in
+    ``forward`` during training, are used in evaluation, and travel with the
+    model in :func:`nnlite.save`, :func:`nnlite.load` and checkpoints, but no
+    optimizer ever sees them.
+
+    Attributes:
+        data: the values (NumPy or CuPy array, any dtype; a step counter is an
+            int64 array of shape ``()``).
+        name: short name inside its layer (``"running_mean"``).
+    """
+
+    def __init__(self, data, name: str = ""):
+        self.data = data
+        self.name = name
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def is_statistic(self) -> bool:
+        """True for floating-point buffers (the statistics ``summary`` counts), False for counters."""
+        return get_array_module(self.data).issubdtype(self.data.dtype, get_array_module(self.data).floating)
+
+    def astype(self, dtype) -> "Buffer":
+        """Cast floating-point buffers to ``dtype``; integer counters stay integers."""
+        if self.is_statistic:
+            self.data = self.data.astype(resolve_dtype(dtype))
+        return self
+
+    def to_device(self, device: str) -> "Buffer":
+        self.data = to_device(self.data, device)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Buffer({self.name!r}, shape={tuple(self.shape)}, dtype={self.dtype})"
