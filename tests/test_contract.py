@@ -73,7 +73,7 @@ def test_public_classes_are_found():
     names = {c.__name__ for c in PUBLIC_LAYERS}
     assert {"Conv2D", "ConvTranspose2D", "Dense", "Flatten", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
             "ZeroPad2D", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Dropout",
-            "LocalResponseNorm"} <= names
+            "LocalResponseNorm", "BatchNorm1D", "BatchNorm2D"} <= names
     assert {c.__name__ for c in PUBLIC_LOSSES} >= {"SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSE"}
     assert "Layer" not in names and "Sequential" not in names
 
@@ -104,6 +104,12 @@ def _keep_mask(shape):
     return np.random.default_rng(99).random(shape) >= 0.5
 
 
+def _frozen(layer):
+    for p in layer.parameters():
+        p.trainable = False
+    return layer
+
+
 # (id, factory(input_shape) -> layer, input shape, training flag for forward)
 TABLE = [
     ("Conv2D", lambda s: nn.Conv2D(3, 4, 3, stride=2, padding="same", seed=0), (2, 3, 7, 6), False),
@@ -125,6 +131,12 @@ TABLE = [
     ("Dropout-eval", lambda s: nn.Dropout(0.5, seed=5), (4, 6), False),
     ("LocalResponseNorm", lambda s: nn.LocalResponseNorm(size=3, alpha=0.5, beta=0.75, k=1.0), (2, 5, 3, 3), False),
     ("LocalResponseNorm-alexnet", lambda s: nn.LocalResponseNorm(), (1, 7, 2, 2), False),
+    ("BatchNorm2D-train", lambda s: nn.BatchNorm2D(3), (2, 3, 4, 5), True),
+    ("BatchNorm2D-eval", lambda s: nn.BatchNorm2D(3, momentum=0.2, eps=1e-3), (2, 3, 4, 5), False),
+    ("BatchNorm2D-frozen-train", lambda s: _frozen(nn.BatchNorm2D(3)), (2, 3, 3, 3), True),
+    ("BatchNorm1D-train", lambda s: nn.BatchNorm1D(4), (5, 4), True),
+    ("BatchNorm1D-NCL-train", lambda s: nn.BatchNorm1D(3, affine=False), (2, 3, 6), True),
+    ("BatchNorm1D-eval", lambda s: nn.BatchNorm1D(4, momentum=None), (5, 4), False),
 ]
 IDS = [row[0] for row in TABLE]
 
