@@ -178,6 +178,17 @@ class MaxPool2D(_Pool2D):
     kernel) one input element can be the maximum of several windows; its
     gradient is the sum of their ``dy``.
 
+    **Indices** (for :class:`~nnlite.MaxUnpool2D`, SegNet's unpooling): after
+    ``forward``, ``pool.indices`` is an int64 array ``(N, C, OH, OW)`` holding,
+    for each output element, the flat index ``h*W + w`` into the (unpadded)
+    ``H x W`` plane of its input channel of the element that was selected,
+    PyTorch's ``return_indices=True`` convention; ties are broken as in
+    backward (the first maximum in row-major window order), so
+    ``x.reshape(N, C, H*W)`` gathered at ``indices`` equals ``y``. They are
+    computed *lazily*, on the first access after each forward, from the
+    cached input and output: the fast forward kernel does not produce them,
+    and a plain training step that never asks for them does not pay for them.
+
     Args:
         kernel_size: KH, KW; an int or a pair ``(KH, KW)``.
         stride: SH, SW; an int, a pair, or None for ``stride = kernel_size``
@@ -186,8 +197,39 @@ class MaxPool2D(_Pool2D):
         name: layer name (default the class name).
 
     Shapes: x (N, C, H, W) -> y (N, C, OH, OW), with
-    ``OH = floor((H - KH + 2*PH) / SH) + 1`` and likewise OW.
+    ``OH = floor((H - KH + 2*PH) / SH) + 1`` and likewise OW; indices
+    (N, C, OH, OW), int64.
     """
+
+    def __init__(self, kernel_size, stride=None, padding=0, name=None):
+        super().__init__(kernel_size, stride, padding, name)
+        self._indices = None          # the last forward's indices, once asked for
+
+    @property
+    def indices(self):
+        """Flat ``h*W + w`` index of each output's maximum in its input plane, (N, C, OH, OW) int64."""
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: no indices yet; run forward(x) first")
+        if self._indices is None:
+            self._indices = self._argmax_indices(*self._cache)
+        return self._indices
+
+    def _argmax_indices(self, xpad, y, x_shape):
+        """Walk the kernel offsets in row-major order; the first (i, j) equal to the max wins."""
+        xp = get_array_module(y)
+        (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
+        H, W = x_shape[2:]
+        OH, OW = y.shape[2:]
+        top = xp.arange(OH).reshape(OH, 1) * SH - PH            # (OH, 1) first row of each window in x
+        left = xp.arange(OW).reshape(1, OW) * SW - PW           # (1, OW) first column
+        idx = xp.full(y.shape, -1, dtype=xp.int64)              # (N, C, OH, OW), -1: not found yet
+        for i in range(KH):
+            for j in range(KW):
+                row, col = top + i, left + j                     # (OH, 1), (1, OW)
+                inside = (row >= 0) & (row < H) & (col >= 0) & (col < W)    # (OH, OW) not padding
+                hit = (window(xpad, i, j, SH, SW, OH, OW) == y) & inside & (idx < 0)
+                idx = xp.where(hit, row * W + col, idx)
+        return idx
 
     def forward(self, x, training: bool = False):
         self._check_input(x, ndim=4, what="(N, C, H, W)")
@@ -196,6 +238,7 @@ class MaxPool2D(_Pool2D):
         xpad = pad_hw(x, PH, PW, float("-inf"))                  # (N, C, H + 2PH, W + 2PW)
         y = kernels.max_pool_forward(xpad, KH, KW, SH, SW, OH, OW)   # (N, C, OH, OW)
         self._cache = (xpad, y, x.shape)
+        self._indices = None                                     # computed when asked for
         return y
 
     def backward(self, dy):
@@ -214,41 +257,77 @@ class AvgPool2D(_Pool2D):
 
         y[n, c, oh, ow] = (1 / (KH*KW)) * sum_{0<=i<KH, 0<=j<KW} xpad[n, c, oh*SH + i, ow*SW + j]
 
-    where ``xpad`` is the input padded with **zeros**, and the padded zeros
-    *count* in the average: the divisor is always KH*KW (PyTorch's
-    ``count_include_pad=True``), so a border window with padding averages to
-    a smaller value than its real elements alone.
+    where ``xpad`` is the input padded with **zeros**. By default the padded
+    zeros *count* in the average: the divisor is always KH*KW (PyTorch's
+    default ``count_include_pad=True``), so a border window with padding
+    averages to a smaller value than its real elements alone. With
+    ``count_include_pad=False`` each window is divided by the number of
+    *real* input elements it covers instead::
+
+        count[oh, ow] = (rows of x in the window) * (columns of x in the window)
+        y[n, c, oh, ow] = (1 / count[oh, ow]) * sum_{i, j} xpad[n, c, oh*SH + i, ow*SW + j]
+
+    (as PyTorch's ``count_include_pad=False``; the two agree without padding).
 
     Backward: ``dL/dx`` at each element of a window receives
-    ``dy[n, c, oh, ow] / (KH*KW)``; with overlapping windows the shares from
-    every window containing the element add up. Shares that land on padding
-    are dropped.
+    ``dy[n, c, oh, ow] / (KH*KW)`` (or ``/ count[oh, ow]``); with overlapping
+    windows the shares from every window containing the element add up.
+    Shares that land on padding are dropped.
 
     Args:
         kernel_size: KH, KW; an int or a pair.
         stride: SH, SW; an int, a pair, or None for ``stride = kernel_size``.
         padding: PH, PW of zeros on each side; at most half the kernel.
+        count_include_pad: divide by KH*KW (True, the default) or by the
+            number of real elements in the window (False).
         name: layer name (default the class name).
 
     Shapes: x (N, C, H, W) -> y (N, C, OH, OW).
     """
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True,
+                 name=None):
+        super().__init__(kernel_size, stride, padding, name)
+        if not isinstance(count_include_pad, bool):
+            raise ValueError(f"AvgPool2D: count_include_pad must be True or False, "
+                             f"got {count_include_pad!r}")
+        self.count_include_pad = count_include_pad
+
+    def _rescale(self, H: int, W: int, OH: int, OW: int, xp, dtype):
+        """``KH*KW / count`` per window (OH, OW), or None when the divisor is always KH*KW."""
+        (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
+        if self.count_include_pad or (PH == 0 and PW == 0):
+            return None
+        top, left = xp.arange(OH) * SH - PH, xp.arange(OW) * SW - PW         # window corners in x
+        rows = xp.minimum(top + KH, H) - xp.maximum(top, 0)                  # (OH,) real rows
+        cols = xp.minimum(left + KW, W) - xp.maximum(left, 0)                # (OW,) real columns
+        count = rows.reshape(OH, 1) * cols.reshape(1, OW)                    # (OH, OW)
+        return (KH * KW / count).astype(dtype)
 
     def forward(self, x, training: bool = False):
         self._check_input(x, ndim=4, what="(N, C, H, W)")
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
         OH, OW = self._out_hw(*x.shape[2:])
         xpad = pad_hw(x, PH, PW, 0.0)                            # (N, C, H + 2PH, W + 2PW)
-        y = avg_pool_forward(xpad, KH, KW, SH, SW, OH, OW)       # (N, C, OH, OW)
-        self._cache = (xpad.shape, x.shape, y.shape)
+        y = avg_pool_forward(xpad, KH, KW, SH, SW, OH, OW)       # (N, C, OH, OW), sum / (KH*KW)
+        rescale = self._rescale(*x.shape[2:], OH, OW, get_array_module(x), x.dtype)
+        if rescale is not None:
+            y *= rescale                                         # sum / count (real elements only)
+        self._cache = (xpad.shape, x.shape, y.shape, rescale)
         return y
 
     def backward(self, dy):
-        padded_shape, x_shape, y_shape = self._saved()
+        padded_shape, x_shape, y_shape, rescale = self._saved()
         self._check_grad(dy, y_shape)
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
+        if rescale is not None:
+            dy = dy * rescale                                    # each share is dy / count
         dxp = avg_pool_backward(dy, padded_shape, KH, KW, SH, SW)
         H, W = x_shape[2:]
         return dxp[:, :, PH:PH + H, PW:PW + W].copy() if (PH or PW) else dxp
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "count_include_pad": self.count_include_pad}
 
 
 class GlobalAvgPool2D(Layer):

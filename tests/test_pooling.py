@@ -267,3 +267,145 @@ def test_config_roundtrip(layer):
     assert clone.get_config() == layer.get_config()
     x = distinct((1, 2, 7, 6))
     np.testing.assert_array_equal(clone.forward(x), layer.forward(x))
+
+
+# ------------------------------------------------- MaxPool2D.indices
+def loop_argmax(x, k, s, p):
+    """Brute force: for each window, the flat h*W + w of its first maximum (row-major)."""
+    (KH, KW), (SH, SW), (PH, PW) = k, s, p
+    N, C, H, W = x.shape
+    OH, OW = (H - KH + 2 * PH) // SH + 1, (W - KW + 2 * PW) // SW + 1
+    idx = np.zeros((N, C, OH, OW), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    best, where = -np.inf, None
+                    for i in range(KH):
+                        for j in range(KW):
+                            h, w = oh * SH - PH + i, ow * SW - PW + j
+                            if 0 <= h < H and 0 <= w < W and x[n, c, h, w] > best:
+                                best, where = x[n, c, h, w], h * W + w
+                    idx[n, c, oh, ow] = where
+    return idx
+
+
+@pytest.mark.parametrize("k,s,p,shape", CASES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool_indices_match_brute_force(k, s, p, shape, ties):
+    x = distinct(shape)
+    if ties:
+        x = np.round(x * 3) / 3                  # only a few distinct values: many ties
+    layer = MaxPool2D(k, s, p)
+    y = layer.forward(x)
+    assert layer._indices is None                # lazy: nothing computed until asked for
+    idx = layer.indices
+    assert idx.dtype == np.int64 and idx.shape == y.shape
+    np.testing.assert_array_equal(idx, loop_argmax(x, k, s, p))
+    N, C, H, W = shape
+    gathered = np.take_along_axis(x.reshape(N, C, H * W), idx.reshape(N, C, -1), axis=2)
+    np.testing.assert_array_equal(gathered.reshape(y.shape), y)
+    assert layer.indices is idx                  # computed once per forward
+
+
+def test_max_pool_indices_agree_with_backward_routing_on_ties():
+    layer = MaxPool2D(3, 2, 1)
+    x = np.zeros((1, 2, 5, 5), dtype=np.float32)  # all ties
+    y = layer.forward(x)
+    dy = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    routed = np.zeros((1, 2, 25), dtype=np.float32)
+    for c in range(2):
+        np.add.at(routed[0, c], layer.indices[0, c].ravel(), dy[0, c].ravel())
+    np.testing.assert_array_equal(dx.reshape(1, 2, 25), routed)
+
+
+def test_max_pool_indices_follow_the_latest_forward_and_need_one():
+    layer = MaxPool2D(2, name="pool1")
+    with pytest.raises(RuntimeError, match="pool1: no indices yet; run forward"):
+        layer.indices
+    layer.forward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]))
+    assert layer.indices.ravel().tolist() == [3]
+    layer.forward(np.array([[[[5.0, 2.0], [3.0, 4.0]]]]))
+    assert layer.indices.ravel().tolist() == [0]
+
+
+def test_max_pool_indices_match_pytorch():
+    torch = pytest.importorskip("torch")
+    x = distinct((2, 3, 7, 9), seed=3)
+    for k, s, p in [(2, 2, 0), (3, 2, 1), ((2, 3), (1, 2), (1, 1))]:
+        layer = MaxPool2D(k, s, p)
+        y = layer.forward(x)
+        yt, it = torch.nn.functional.max_pool2d(torch.from_numpy(x), k, s, p, return_indices=True)
+        np.testing.assert_array_equal(y, yt.numpy())
+        np.testing.assert_array_equal(layer.indices, it.numpy())
+
+
+# -------------------------------------------- AvgPool2D(count_include_pad)
+def loop_avg_exclude_pad(x, k, s, p):
+    (KH, KW), (SH, SW), (PH, PW) = k, s, p
+    N, C, H, W = x.shape
+    OH, OW = (H - KH + 2 * PH) // SH + 1, (W - KW + 2 * PW) // SW + 1
+    y = np.zeros((N, C, OH, OW))
+    for oh in range(OH):
+        for ow in range(OW):
+            h0, w0 = oh * SH - PH, ow * SW - PW
+            win = x[:, :, max(h0, 0):min(h0 + KH, H), max(w0, 0):min(w0 + KW, W)]
+            y[:, :, oh, ow] = win.mean(axis=(2, 3))
+    return y
+
+
+@pytest.mark.parametrize("k,s,p,shape", CASES)
+def test_avg_pool_count_exclude_pad_matches_loops(k, s, p, shape):
+    x = distinct(shape)
+    layer = AvgPool2D(k, s, p, count_include_pad=False)
+    np.testing.assert_allclose(layer.forward(x), loop_avg_exclude_pad(x, k, s, p), rtol=1e-12,
+                               atol=1e-15)
+
+
+def test_avg_pool_count_include_pad_is_the_default_and_pytorchs():
+    x = np.ones((1, 1, 2, 2))
+    assert AvgPool2D(2).count_include_pad is True
+    np.testing.assert_allclose(AvgPool2D(2, 2, 1).forward(x)[0, 0], np.full((2, 2), 0.25))
+    np.testing.assert_allclose(AvgPool2D(2, 2, 1, count_include_pad=False).forward(x)[0, 0],
+                               np.ones((2, 2)))
+    with pytest.raises(ValueError, match="count_include_pad must be True or False"):
+        AvgPool2D(2, count_include_pad=1)
+
+
+def test_gradcheck_AvgPool2D_padding_count_include_pad():
+    assert_gradcheck(AvgPool2D(3, 2, 1, count_include_pad=True), distinct((2, 2, 6, 7), seed=8),
+                     tol=1e-6)
+
+
+def test_gradcheck_AvgPool2D_padding_count_exclude_pad():
+    assert_gradcheck(AvgPool2D(3, 2, 1, count_include_pad=False), distinct((2, 2, 6, 7), seed=8),
+                     tol=1e-6)
+    assert_gradcheck(AvgPool2D((2, 3), (1, 2), 1, count_include_pad=False),
+                     distinct((1, 2, 5, 6), seed=9), tol=1e-6)
+
+
+def test_avg_pool_exclude_pad_float32_and_config():
+    layer = AvgPool2D(3, 2, 1, count_include_pad=False)
+    x = distinct((1, 2, 5, 5)).astype(np.float32)
+    y = layer.forward(x)
+    assert y.dtype == np.float32
+    assert layer.backward(np.ones_like(y)).dtype == np.float32
+    config = json.loads(json.dumps(layer.get_config()))
+    assert config["count_include_pad"] is False
+    np.testing.assert_array_equal(AvgPool2D(**config).forward(x), y)
+
+
+@pytest.mark.parametrize("include", [True, False])
+def test_avg_pool_matches_pytorch(include):
+    torch = pytest.importorskip("torch")
+    x = distinct((2, 3, 7, 8), seed=4)
+    dy = np.random.default_rng(1).standard_normal((2, 3, 4, 4))
+    layer = AvgPool2D(3, 2, 1, count_include_pad=include)
+    y = layer.forward(x)
+    dx = layer.backward(dy)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = torch.nn.functional.avg_pool2d(xt, 3, 2, 1, count_include_pad=include)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-13, atol=1e-15)
