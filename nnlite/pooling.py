@@ -20,9 +20,9 @@ element lies in several windows and its gradient is the *sum* of the shares
 it receives from each of them. There is no loop over the batch or over
 pixels, only over the KH*KW kernel offsets.
 
-The core computations are the small module functions ``max_pool_forward``,
-``max_pool_backward``, ``avg_pool_forward`` and ``avg_pool_backward``: the
-readable references. ``MaxPool2D`` calls the first two through
+The core computations are the small functions ``max_pool_forward``,
+``max_pool_backward``, ``avg_pool_forward`` and ``avg_pool_backward`` of
+:mod:`nnlite.functional` (imported here): the readable references. ``MaxPool2D`` calls the first two through
 :mod:`nnlite.kernels`, which runs a Numba (CPU) or CUDA (GPU) kernel with
 the same signature when it can; ``tests/test_kernels.py`` holds them equal.
 """
@@ -30,86 +30,9 @@ from __future__ import annotations
 
 from . import kernels
 from .backend import get_array_module
+from .functional import (avg_pool_backward, avg_pool_forward, max_pool_backward,  # noqa: F401
+                         max_pool_forward, pad_hw, window)
 from .layer import Layer, conv_output_size, pair
-
-
-# ----------------------------------------------------------------- helpers
-def pad_hw(x, PH: int, PW: int, value: float):
-    """Copy of ``x`` (N, C, H, W) with PH rows / PW columns of ``value`` on each side.
-
-    Returns ``x`` itself (no copy) when there is no padding.
-    """
-    if PH == 0 and PW == 0:
-        return x
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    out = xp.full((N, C, H + 2 * PH, W + 2 * PW), value, dtype=x.dtype)
-    out[:, :, PH:PH + H, PW:PW + W] = x
-    return out
-
-
-def window(a, i: int, j: int, SH: int, SW: int, OH: int, OW: int):
-    """Strided view of ``a`` (N, C, Hp, Wp): element (i, j) of every window -> (N, C, OH, OW)."""
-    return a[:, :, i:i + SH * (OH - 1) + 1:SH, j:j + SW * (OW - 1) + 1:SW]
-
-
-def max_pool_forward(xpad, KH, KW, SH, SW, OH, OW):
-    """``y[n, c, oh, ow] = max_{i<KH, j<KW} xpad[n, c, oh*SH + i, ow*SW + j]``."""
-    y = window(xpad, 0, 0, SH, SW, OH, OW).copy()               # (N, C, OH, OW)
-    xp = get_array_module(xpad)
-    for i in range(KH):
-        for j in range(KW):
-            if i or j:
-                xp.maximum(y, window(xpad, i, j, SH, SW, OH, OW), out=y)
-    return y
-
-
-def max_pool_backward(dy, xpad, y, KH, KW, SH, SW):
-    """Route each ``dy`` element to the first maximum (row-major) of its window.
-
-    Walking the kernel offsets in row-major order (i, then j), ``hit`` marks
-    the windows whose element (i, j) equals the maximum and that have not
-    been served yet (``taken``); ``dy`` goes there and nowhere else, so a
-    window with several equal maxima sends its whole gradient to the first
-    one. Returns the gradient w.r.t. the padded input ``xpad``.
-    """
-    xp = get_array_module(dy)
-    OH, OW = dy.shape[2:]
-    dxp = xp.zeros(xpad.shape, dtype=dy.dtype)                   # (N, C, H + 2PH, W + 2PW)
-    taken = xp.zeros(dy.shape, dtype=bool)                      # (N, C, OH, OW)
-    for i in range(KH):
-        for j in range(KW):
-            hit = window(xpad, i, j, SH, SW, OH, OW) == y
-            hit &= ~taken
-            taken |= hit
-            dxw = window(dxp, i, j, SH, SW, OH, OW)               # a view into dxp
-            dxw += xp.where(hit, dy, 0)                          # overlapping windows add up
-    return dxp
-
-
-def avg_pool_forward(xpad, KH, KW, SH, SW, OH, OW):
-    """``y[n, c, oh, ow] = (1 / (KH*KW)) * sum_{i, j} xpad[n, c, oh*SH + i, ow*SW + j]``."""
-    xp = get_array_module(xpad)
-    N, C = xpad.shape[:2]
-    y = xp.zeros((N, C, OH, OW), dtype=xpad.dtype)
-    for i in range(KH):
-        for j in range(KW):
-            y += window(xpad, i, j, SH, SW, OH, OW)
-    y /= KH * KW
-    return y
-
-
-def avg_pool_backward(dy, padded_shape, KH, KW, SH, SW):
-    """Every element of a window receives ``dy / (KH*KW)``; overlaps add up."""
-    xp = get_array_module(dy)
-    OH, OW = dy.shape[2:]
-    share = dy / (KH * KW)                                      # (N, C, OH, OW), dy's dtype
-    dxp = xp.zeros(padded_shape, dtype=dy.dtype)                # (N, C, H + 2PH, W + 2PW)
-    for i in range(KH):
-        for j in range(KW):
-            dxw = window(dxp, i, j, SH, SW, OH, OW)
-            dxw += share
-    return dxp
 
 
 def _as_config(value: tuple):
