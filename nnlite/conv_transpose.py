@@ -20,12 +20,24 @@ class ConvTranspose2D(Layer):
     Each input pixel ``x[n, c, h, w]`` adds ``x[n, c, h, w] * W[c, f]`` (a KH x KW
     patch) onto the output, at rows ``h*SH .. h*SH + KH - 1`` and columns
     ``w*SW .. w*SW + KW - 1`` of the uncropped output; overlapping patches add
-    up; then PH rows (PW columns) are cropped from each side::
+    up; ``output_padding`` (OPH, OPW) zero rows (columns) are appended at the
+    bottom (right); then PH rows (PW columns) are cropped from each side::
 
         y_full[n, f, h*SH + i, w*SW + j] += sum_c x[n, c, h, w] * W[c, f, i, j]
-        y = y_full[:, :, PH:-PH, PW:-PW] + b[f]
+                                            (y_full: (H-1)*SH + KH + OPH rows)
+        y = y_full[:, :, PH:PH + OH, PW:PW + OW] + b[f]
 
-        OH = (H - 1) * SH - 2 * PH + KH        OW = (W - 1) * SW - 2 * PW + KW
+        OH = (H - 1) * SH - 2 * PH + KH + OPH      OW = (W - 1) * SW - 2 * PW + KW + OPW
+
+    Why ``output_padding``: a strided Conv2D maps several input sizes to one
+    output size (with stride 2, kernel 3, padding 1, both 7x7 and 8x8 give
+    4x4), so its transpose has to be told which one to restore. With
+    ``output_padding=0`` it gives the smallest (7x7 here); ``output_padding=1``
+    gives 8x8. This is PyTorch's ``output_padding``: the extra rows hold what
+    the uncropped output has there (the patches of the last input row that
+    reach that far), or zeros (plus the bias) beyond it, and the layer stays
+    the exact adjoint of the Conv2D that maps the larger size back. It must be
+    smaller than the stride (a full stride more would be another input row).
 
     This is exactly the adjoint (the transpose) of a :class:`~nnlite.conv.Conv2D`
     from F channels to C channels with the same W, stride and padding: for all
@@ -36,7 +48,8 @@ class ConvTranspose2D(Layer):
 
     Backpropagation (``dy = dL/dy``) is therefore a plain convolution::
 
-        dcols = im2col(pad(dy))                      (F*KH*KW, N*H*W)
+        dcols = im2col(pad(dy))                      (F*KH*KW, N*H*W): still H x W windows,
+                                                     as OPH < SH is less than a stride
         dx    = W2 @ dcols        -> the (strided) correlation of dy with W = Conv2D(dy)
         dW    = x2 @ dcols.T      -> the correlation of dy with the input
         db[f] = sum_{n, oh, ow} dy[n, f, oh, ow]
@@ -55,6 +68,9 @@ class ConvTranspose2D(Layer):
         stride: ``s`` or ``(SH, SW)``: the upsampling factor.
         padding: ``p`` or ``(PH, PW)``: rows/columns cropped from each side of
             the output (the padding of the matching Conv2D).
+        output_padding: ``op`` or ``(OPH, OPW)``, each in ``[0, stride)``: rows
+            (columns) added at the bottom (right) of the output, to restore an
+            input size the matching Conv2D had rounded down.
         bias: learn a per-channel offset ``b``.
         weight_init: initialiser name for W, with ``fan_in = C*KH*KW / (SH*SW)``
             (the average number of inputs summed into one output) and
@@ -66,7 +82,7 @@ class ConvTranspose2D(Layer):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 bias: bool = True, weight_init: str = "he_normal", seed=None,
+                 output_padding=0, bias: bool = True, weight_init: str = "he_normal", seed=None,
                  name: str | None = None, regularizer=None):
         super().__init__(name)
         for what, v in (("in_channels", in_channels), ("out_channels", out_channels)):
@@ -79,6 +95,10 @@ class ConvTranspose2D(Layer):
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(f"ConvTranspose2D: need kernel_size >= 1, stride >= 1, padding >= 0, "
                              f"got {kernel_size!r}, {stride!r}, {padding!r}")
+        self.output_padding = pair(output_padding, "output_padding", "ConvTranspose2D")
+        if any(not 0 <= op < s for op, s in zip(self.output_padding, self.stride)):
+            raise ValueError(f"ConvTranspose2D: output_padding must be >= 0 and smaller than the "
+                             f"stride {self.stride}, got {output_padding!r}")
         self.weight_init = weight_init
         self.seed = seed if isinstance(seed, int) else None
 
@@ -92,7 +112,8 @@ class ConvTranspose2D(Layer):
 
     def _out_hw(self, H: int, W: int) -> tuple:
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
-        OH, OW = (H - 1) * SH - 2 * PH + KH, (W - 1) * SW - 2 * PW + KW
+        OPH, OPW = self.output_padding
+        OH, OW = (H - 1) * SH - 2 * PH + KH + OPH, (W - 1) * SW - 2 * PW + KW + OPW
         if OH < 1 or OW < 1:
             raise ValueError(f"{self.name}: padding {self.padding} crops away the whole output "
                              f"for an input {H}x{W} (output would be {OH}x{OW})")
@@ -117,7 +138,7 @@ class ConvTranspose2D(Layer):
         x2 = x.transpose(1, 0, 2, 3).reshape(C, N * H * W)         # (C, N*H*W)
         W2 = self.W.data.reshape(C, F * KH * KW)                    # (C, F*KH*KW)
         cols = W2.T @ x2                                            # (F*KH*KW, N*H*W)
-        y_full_shape = (N, F, OH + 2 * PH, OW + 2 * PW)             # (N, F, (H-1)*SH+KH, ...)
+        y_full_shape = (N, F, OH + 2 * PH, OW + 2 * PW)             # (N, F, (H-1)*SH+KH+OPH, ...)
         y = crop2d(col2im(cols, y_full_shape, KH, KW, SH, SW), PH, PH, PW, PW)  # (N, F, OH, OW)
         if self.b is not None:
             y += self.b.data.reshape(1, F, 1, 1)  # y is our own buffer (col2im allocates it)
@@ -147,7 +168,7 @@ class ConvTranspose2D(Layer):
     def get_config(self) -> dict:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
-                "bias": self.b is not None, "weight_init": self.weight_init,
-                "seed": self.seed, "name": self.name,
+                "output_padding": self.output_padding, "bias": self.b is not None,
+                "weight_init": self.weight_init, "seed": self.seed, "name": self.name,
                 "regularizer": regularizers.to_config(self.W.regularizer, self.name)}
 

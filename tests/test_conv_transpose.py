@@ -149,3 +149,114 @@ def test_config_roundtrip():
     np.testing.assert_array_equal(clone.W.data, layer.W.data)
     x = _x((1, 2, 3, 3), dtype=np.float32)
     np.testing.assert_array_equal(clone.forward(x), layer.forward(x))
+
+
+# ------------------------------------------------------------ output_padding
+def conv_transpose_loops_op(x, W, b, stride, padding, output_padding):
+    """The scatter loops, with OPH/OPW zero rows/columns appended before the crop."""
+    N, C, H, Wd = x.shape
+    _, F, KH, KW = W.shape
+    (SH, SW), (PH, PW), (OPH, OPW) = stride, padding, output_padding
+    full = np.zeros((N, F, (H - 1) * SH + KH + OPH, (Wd - 1) * SW + KW + OPW))
+    for n in range(N):
+        for c in range(C):
+            for h in range(H):
+                for w in range(Wd):
+                    full[n, :, h * SH:h * SH + KH, w * SW:w * SW + KW] += x[n, c, h, w] * W[c]
+    y = full[:, :, PH:full.shape[2] - PH, PW:full.shape[3] - PW]
+    return y + (0.0 if b is None else b.reshape(1, F, 1, 1))
+
+
+OP_CASES = [
+    # (C, F, kernel, stride, padding, output_padding, input H x W)
+    (2, 3, 3, 2, 1, 1, (4, 3)),              # 4x3 -> 8x6 (a conv 3/2/1 maps 8x6 to 4x3)
+    (1, 2, 3, 2, 0, 1, (3, 3)),              # extra row beyond the patches: zeros + bias
+    (2, 2, (3, 2), (3, 2), (1, 0), (2, 1), (2, 3)),
+    (2, 1, 5, 4, 2, (3, 0), (2, 2)),
+]
+
+
+@pytest.mark.parametrize("C, F, k, s, p, op, hw", OP_CASES)
+def test_output_padding_matches_loops_and_conv_adjoint(C, F, k, s, p, op, hw):
+    layer = nn.ConvTranspose2D(C, F, k, stride=s, padding=p, output_padding=op, seed=1).astype("float64")
+    layer.b.data[...] = _x((F,), seed=2)
+    x = _x((2, C) + hw, seed=3)
+    y = layer.forward(x)
+    expected = conv_transpose_loops_op(x, layer.W.data, layer.b.data, layer.stride, layer.padding,
+                                       layer.output_padding)
+    assert y.shape == expected.shape == (2,) + layer.output_shape((C,) + hw)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    # the Conv2D with the same W maps the larger output size back to hw: the adjoint identity
+    conv = nn.Conv2D(F, C, k, stride=s, padding=p, bias=False).astype("float64")
+    conv.W.data[...] = layer.W.data
+    z = _x(y.shape, seed=4)
+    down = conv.forward(z)
+    assert down.shape == x.shape
+    up = layer.forward(x) - layer.b.data.reshape(1, F, 1, 1)
+    assert abs(float((down * x).sum()) - float((z * up).sum())) <= 1e-11 * float(np.abs(down * x).sum())
+    np.testing.assert_allclose(layer.backward(z), down, rtol=1e-12, atol=1e-12)
+
+
+def test_output_padding_restores_odd_sizes():
+    down = nn.Conv2D(1, 1, 3, stride=2, padding=1)
+    for size in (7, 8):
+        assert down.output_shape((1, size, size)) == (1, 4, 4)
+    assert nn.ConvTranspose2D(1, 1, 3, stride=2, padding=1).output_shape((1, 4, 4)) == (1, 7, 7)
+    assert nn.ConvTranspose2D(1, 1, 3, stride=2, padding=1, output_padding=1).output_shape(
+        (1, 4, 4)) == (1, 8, 8)
+    assert nn.ConvTranspose2D(1, 1, 2, stride=(2, 3), output_padding=(1, 2)).output_shape(
+        (1, 5, 5)) == (1, 11, 16)                           # (5-1)*3 + 2 + 2 columns
+
+
+@pytest.mark.parametrize("case", ["op1_stride2", "op_pair_stride2", "op_beyond_patches"])
+def test_gradcheck_ConvTranspose2D_output_padding(case):
+    kwargs, shape = {
+        "op1_stride2": (dict(in_channels=2, out_channels=3, kernel_size=3, stride=2, padding=1,
+                             output_padding=1), (2, 2, 3, 4)),
+        "op_pair_stride2": (dict(in_channels=2, out_channels=2, kernel_size=(3, 2), stride=2,
+                                 padding=(1, 0), output_padding=(1, 0)), (1, 2, 3, 3)),
+        "op_beyond_patches": (dict(in_channels=1, out_channels=2, kernel_size=2, stride=2,
+                                   output_padding=1), (2, 1, 2, 3)),
+    }[case]
+    layer = nn.ConvTranspose2D(**kwargs, seed=7)
+    layer.b.data[...] = _x(layer.b.shape, seed=8, dtype=np.float32)
+    assert_gradcheck(layer, _x(shape, seed=9), tol=1e-6)
+
+
+def test_output_padding_errors_and_config():
+    with pytest.raises(ValueError, match=r"output_padding must be >= 0 and smaller than the stride \(2, 2\)"):
+        nn.ConvTranspose2D(1, 1, 3, stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="output_padding must be >= 0 and smaller than the stride"):
+        nn.ConvTranspose2D(1, 1, 3, output_padding=1)              # stride 1
+    with pytest.raises(ValueError, match="output_padding must be >= 0"):
+        nn.ConvTranspose2D(1, 1, 3, stride=2, output_padding=-1)
+    with pytest.raises(ValueError, match="output_padding must be an int or a pair"):
+        nn.ConvTranspose2D(1, 1, 3, stride=2, output_padding=0.5)
+    layer = nn.ConvTranspose2D(2, 3, 3, stride=(2, 3), padding=1, output_padding=(1, 2), seed=5)
+    config = json.loads(json.dumps(layer.get_config()))
+    assert config["output_padding"] == [1, 2]
+    clone = nn.ConvTranspose2D(**config)
+    assert clone.get_config() == layer.get_config()
+    x = _x((1, 2, 3, 3), dtype=np.float32)
+    np.testing.assert_array_equal(clone.forward(x), layer.forward(x))
+
+
+@pytest.mark.parametrize("C, F, k, s, p, op, hw", OP_CASES)
+def test_output_padding_matches_pytorch(C, F, k, s, p, op, hw):
+    torch = pytest.importorskip("torch")
+    layer = nn.ConvTranspose2D(C, F, k, stride=s, padding=p, output_padding=op, seed=1).astype("float64")
+    layer.b.data[...] = _x((F,), seed=2)
+    x = _x((2, C) + hw, seed=3)
+    y = layer.forward(x)
+    dy = _x(y.shape, seed=5)
+    dx = layer.backward(dy)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    Wt = torch.from_numpy(layer.W.data.copy()).requires_grad_(True)
+    bt = torch.from_numpy(layer.b.data.copy()).requires_grad_(True)
+    yt = torch.nn.functional.conv_transpose2d(xt, Wt, bt, stride=layer.stride, padding=layer.padding,
+                                              output_padding=layer.output_padding)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.W.grad, Wt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.b.grad, bt.grad.numpy(), rtol=1e-12, atol=1e-12)
