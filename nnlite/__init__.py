@@ -9,9 +9,10 @@ on NumPy (CPU) or CuPy (GPU); :mod:`nnlite.backend` decides which.
     >>> model.summary((1, 48, 48))          # doctest: +SKIP
 """
 from .backend import Generator, get_array_module, gpu_available, to_numpy
-from .parameter import Parameter
+from .parameter import Buffer, Parameter
 from .layer import Layer
 from .sequential import Sequential
+from .containers import Add, Concatenate, Identity, Residual
 from .gradcheck import gradcheck, gradcheck_loss, assert_gradcheck, relative_error
 
 from .conv import Conv2D
@@ -29,15 +30,16 @@ from .optim import Optimizer, SGD, RMSProp, Adam, LRSchedule, StepDecay, Exponen
 from .regularizers import Regularizer, L1, L2, L1L2
 from .callbacks import Callback, EarlyStopping, ModelCheckpoint, HistoryLogger
 from .training import History, fit, evaluate, predict, predict_proba
-from .serialization import save, load, load_weights, save_checkpoint, load_checkpoint
+from .serialization import (save, load, load_weights, read_metadata, save_checkpoint,
+                            load_checkpoint)
 
 from . import initializers, metrics, regularizers, zoo
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Generator", "get_array_module", "gpu_available", "to_numpy",
-    "Parameter", "Layer", "Sequential",
+    "Parameter", "Buffer", "Layer", "Sequential", "Residual", "Add", "Concatenate", "Identity",
     "gradcheck", "gradcheck_loss", "assert_gradcheck", "relative_error",
     "Conv2D", "ConvTranspose2D", "ZeroPad2D", "Dense", "Flatten",
     "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
@@ -48,6 +50,6 @@ __all__ = [
     "Regularizer", "L1", "L2", "L1L2",
     "Callback", "EarlyStopping", "ModelCheckpoint", "HistoryLogger",
     "History", "fit", "evaluate", "predict", "predict_proba",
-    "save", "load", "load_weights", "save_checkpoint", "load_checkpoint",
+    "save", "load", "load_weights", "read_metadata", "save_checkpoint", "load_checkpoint",
     "initializers", "metrics", "regularizers", "zoo",
 ]

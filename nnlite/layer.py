@@ -159,6 +159,10 @@ class Layer:
         """``(dotted name, Buffer)`` pairs, e.g. ``("bn1.running_mean", b)``."""
         return self._named(Buffer)
 
+    def _own_parameters(self) -> list:
+        """This layer's own parameters (not its children's)."""
+        return [v for _, v in self._own(Parameter)]
+
     def count_params(self, trainable_only: bool = True) -> int:
         """Number of parameter values (only the trainable ones by default)."""
         return sum(p.size for p in self.parameters(trainable_only=trainable_only))
@@ -245,21 +249,70 @@ class Layer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
+    def summary_row(self, key: str, input_shape, depth: int) -> tuple:
+        """``(indented "key: description", output shape, parameter count)`` for ``summary()``."""
+        label = f"{'  ' * depth}{key + ': ' if key else ''}{self.describe()}"
+        return (label, format_shape(self.output_shape(tuple(input_shape))),
+                f"{self.count_params(trainable_only=False):,}")
+
+    def summary_rows(self, input_shape, key: str = "", depth: int = 0) -> list:
+        """This layer's row, then (for a container) its children's rows, indented one level."""
+        rows = [self.summary_row(key, input_shape, depth)]
+        for child_key, child in self.children():
+            rows += child.summary_rows(self.child_input_shape(child_key, input_shape), child_key,
+                                       depth + 1)
+        return rows
+
+    def child_input_shape(self, key: str, input_shape) -> tuple:
+        """The input shape a child sees (for ``summary``); branches see the block's input."""
+        return tuple(input_shape)
+
     def describe(self) -> str:
-        """A short one-line form for tables: hyperparameters only, no seed or name."""
+        """A short one-line form for tables: ``Conv2D(1, 32, 5, padding='same')``.
+
+        Required arguments are shown by value, others only where they differ
+        from their default; seeds, names and children are left out.
+        """
+        import inspect
+
         def short(v):
             if isinstance(v, (tuple, list)) and len(v) > 0 and all(u == v[0] for u in v):
                 return short(v[0])
             return str(v) if not isinstance(v, str) else repr(v)
+        try:
+            signature = inspect.signature(type(self).__init__).parameters
+        except (TypeError, ValueError):
+            signature = {}
         skip = {"seed", "name", "weight_init"}
-        args = ", ".join(f"{k}={short(v)}" for k, v in self.get_config().items() if k not in skip)
-        frozen = any(not p.trainable for p in self.parameters())
-        return f"{type(self).__name__}({args})" + (" [frozen]" if frozen else "")
+        args = []
+        for k, v in self.get_config().items():
+            if k in skip or _holds_specs(v):
+                continue
+            default = signature[k].default if k in signature else inspect.Parameter.empty
+            if default is inspect.Parameter.empty:
+                args.append(short(v))
+            elif short(v) != short(default):
+                args.append(f"{k}={short(v)}")
+        flags = [p.trainable for p in self.parameters()]
+        mark = " [frozen]" if flags and not any(flags) else " [partly frozen]" if not all(flags) else ""
+        return f"{type(self).__name__}({', '.join(args)})" + mark
+
+
+def format_shape(shape) -> str:
+    """``(None, 64, 12, 12)`` for one sample's shape ``(64, 12, 12)``."""
+    return str((None,) + tuple(shape))
 
 
 def layer_spec(layer: Layer) -> dict:
     """``{"type", "name", "config"}``: what ``nnlite.load`` rebuilds ``layer`` from."""
     return {"type": type(layer).type_name(), "name": layer.name, "config": layer.get_config()}
+
+
+def _holds_specs(value) -> bool:
+    """True for a child's spec or a list of them (containers leave those out of ``describe``)."""
+    if isinstance(value, dict):
+        return set(value) == {"type", "name", "config"}
+    return isinstance(value, (list, tuple)) and any(_holds_specs(v) for v in value)
 
 
 def pair(value, what: str, layer: str) -> tuple:

@@ -93,9 +93,26 @@ def _check_data(x, y, what: str) -> None:
 
 
 def _layer_generators(model) -> dict:
-    """Every Generator held by a layer (dropout masks), keyed ``"<layer>.<attr>"``."""
-    return {f"{i}.{k}": v for i, layer in enumerate(model.layers)
+    """Every Generator held by a layer at any depth (dropout masks), keyed ``"<path>.<attr>"``."""
+    return {f"{path}.{k}": v for path, layer in [("", model)] + model.named_layers()
             for k, v in vars(layer).items() if isinstance(v, Generator)}
+
+
+def _backward(model, dlogits) -> None:
+    """Backpropagate; a Sequential may skip the layers before its first trainable one."""
+    if hasattr(model, "layers"):
+        model.backward(dlogits, need_input_grad=False)
+    else:
+        model.backward(dlogits)
+
+
+def _non_finite_parameters(model) -> list:
+    """Names of the parameters holding a NaN or an infinity."""
+    out = []
+    for name, p in model.named_parameters():
+        if not bool(get_array_module(p.data).isfinite(p.data).all()):
+            out.append(name)
+    return out
 
 
 def evaluate(model, x, y, *, loss=None, batch_size: int = 256) -> dict:
@@ -140,7 +157,7 @@ def fit(model, x, y, *, loss, optimizer, epochs: int = 10, batch_size: int = 32,
     """Train ``model`` on ``(x, y)``; return the :class:`History`.
 
     Args:
-        model: a :class:`~nnlite.Sequential`.
+        model: a :class:`~nnlite.Sequential` (or any nnlite layer used as a model).
         x, y: training inputs (N, ...) and targets (integer labels, one-hot,
             or binary targets), NumPy arrays; batches are moved to the model's
             device and cast to its dtype.
@@ -206,7 +223,7 @@ def fit(model, x, y, *, loss, optimizer, epochs: int = 10, batch_size: int = 32,
             finite = bool(get_array_module(logits).isfinite(logits).all())
             if finite:
                 value, dlogits = loss(logits, yb)
-                model.backward(dlogits, need_input_grad=False)
+                _backward(model, dlogits)
                 value = float(value) + regularization(params)
             else:
                 value = float("nan")
@@ -223,8 +240,21 @@ def fit(model, x, y, *, loss, optimizer, epochs: int = 10, batch_size: int = 32,
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
             bar.update()
         logs = {"loss": total_loss / seen, "accuracy": correct / seen}
+        bad = _non_finite_parameters(model)
+        if bad:
+            bar.close()
+            raise FloatingPointError(
+                f"non-finite weights after epoch {epoch + 1}, batch {n_batches} (its update made "
+                f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} NaN or infinite): training "
+                f"stopped and this epoch was not checkpointed (lower the learning rate)")
         if validation_data is not None:
             val = evaluate(model, *validation_data, loss=loss, batch_size=max(batch_size, 256))
+            if not math.isfinite(val.get("loss", 0.0)):
+                bar.close()
+                raise FloatingPointError(
+                    f"non-finite validation loss ({val['loss']}) after epoch {epoch + 1}, batch "
+                    f"{n_batches}: training stopped and this epoch was not checkpointed (check the "
+                    f"validation inputs, or lower the learning rate)")
             logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = float(optimizer.lr)
         bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})

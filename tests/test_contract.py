@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 
 import nnlite as nn
+from nnlite.layer import layer_spec
+from nnlite.serialization import build_from_config
 
 TESTS = Path(__file__).resolve().parent
 
@@ -75,7 +77,8 @@ def test_public_classes_are_found():
             "ZeroPad2D", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Dropout",
             "LocalResponseNorm", "BatchNorm1D", "BatchNorm2D"} <= names
     assert {c.__name__ for c in PUBLIC_LOSSES} >= {"SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSE"}
-    assert "Layer" not in names and "Sequential" not in names
+    assert {"Sequential", "Residual", "Add", "Concatenate", "Identity"} <= names   # containers are layers
+    assert "Layer" not in names
 
 
 def test_every_public_layer_and_loss_has_a_gradient_check():
@@ -116,6 +119,7 @@ TABLE = [
     ("Conv2D-groups2", lambda s: nn.Conv2D(4, 6, (3, 2), padding=1, groups=2, seed=1), (2, 4, 5, 5), False),
     ("Conv2D-11x11-stride4", lambda s: nn.Conv2D(2, 3, 11, stride=4, bias=False, seed=2), (1, 2, 23, 19), False),
     ("ConvTranspose2D", lambda s: nn.ConvTranspose2D(3, 2, 3, stride=2, padding=1, seed=3), (2, 3, 4, 5), False),
+    ("ConvTranspose2D-output_padding", lambda s: nn.ConvTranspose2D(2, 3, 3, stride=2, padding=1, output_padding=(1, 0), seed=3), (2, 2, 3, 4), False),
     ("ZeroPad2D", lambda s: nn.ZeroPad2D((1, 2, 0, 3)), (2, 3, 4, 5), False),
     ("Dense", lambda s: nn.Dense(12, 5, seed=4), (3, 12), False),
     ("Flatten", lambda s: nn.Flatten(), (2, 3, 4, 5), False),
@@ -137,6 +141,20 @@ TABLE = [
     ("BatchNorm1D-train", lambda s: nn.BatchNorm1D(4), (5, 4), True),
     ("BatchNorm1D-NCL-train", lambda s: nn.BatchNorm1D(3, affine=False), (2, 3, 6), True),
     ("BatchNorm1D-eval", lambda s: nn.BatchNorm1D(4, momentum=None), (5, 4), False),
+]
+TABLE += [
+    ("Identity", lambda s: nn.Identity(), (2, 3, 4), False),
+    ("Sequential-nested", lambda s: nn.Sequential([
+        nn.Conv2D(2, 3, 3, padding=1, seed=20, name="conv"), nn.Tanh(),
+        nn.Sequential([nn.Conv2D(3, 2, 1, seed=21), nn.Sigmoid()], name="inner")]), (2, 2, 5, 4), False),
+    ("Residual-identity", lambda s: nn.Residual(nn.Sequential([
+        nn.Conv2D(3, 3, 3, padding=1, seed=22), nn.Tanh()])), (2, 3, 4, 4), False),
+    ("Residual-projection", lambda s: nn.Residual(
+        nn.Sequential([nn.Conv2D(2, 4, 3, stride=2, padding=1, bias=False, seed=23), nn.BatchNorm2D(4)]),
+        nn.Conv2D(2, 4, 1, stride=2, seed=24)), (3, 2, 5, 5), True),
+    ("Add", lambda s: nn.Add([nn.Dense(4, 4, seed=25), None, nn.Tanh()]), (3, 4), False),
+    ("Concatenate", lambda s: nn.Concatenate([None, nn.Conv2D(2, 3, 3, padding=1, seed=27)]),
+     (2, 2, 4, 3), False),
 ]
 IDS = [row[0] for row in TABLE]
 
@@ -188,8 +206,8 @@ def test_backward_before_forward_is_a_clear_error(name, factory, shape, training
 @pytest.mark.parametrize("name, factory, shape, training", TABLE, ids=IDS)
 def test_get_config_rebuilds_an_equal_layer(name, factory, shape, training):
     layer = factory(shape)
-    config = json.loads(json.dumps(layer.get_config()))      # JSON-serialisable
-    clone = type(layer)(**config)
+    spec = json.loads(json.dumps(layer_spec(layer)))         # JSON-serialisable
+    clone = build_from_config(spec)                           # children's specs built too
     assert clone.get_config() == layer.get_config()
     assert repr(clone) == repr(layer)
     assert [(p.name, p.shape, p.dtype) for p in clone.parameters()] == \

@@ -66,7 +66,7 @@ def test_weights_into_other_architecture_list_mismatch(tmp_path):
         nn.Conv2D(1, 5, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2D(3, stride=2),
         nn.LocalResponseNorm(3), nn.Flatten(), nn.Dense(5 * 2 * 2, 2),
     ])
-    with pytest.raises(ValueError, match=r"parameter 0 \(0\.Conv2D\.W\): model shape \(5, 1, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"parameter 0 \(0\.W of Conv2D\): model shape \(5, 1, 3, 3\)"):
         serialization.load_weights(other, path)
 
 
