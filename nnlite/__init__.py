@@ -24,6 +24,7 @@ from .activations import ReLU, LeakyReLU, Tanh, Sigmoid, Softmax
 from .dropout import Dropout
 from .lrn import LocalResponseNorm
 from .batchnorm import BatchNorm1D, BatchNorm2D
+from .unpool import MaxUnpool2D, Upsample2D
 
 from .losses import Loss, SoftmaxCrossEntropy, BinaryCrossEntropy, MSE
 from .optim import Optimizer, SGD, RMSProp, Adam, LRSchedule, StepDecay, ExponentialDecay
@@ -44,7 +45,7 @@ __all__ = [
     "Conv2D", "ConvTranspose2D", "ZeroPad2D", "Dense", "Flatten",
     "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Dropout", "LocalResponseNorm",
-    "BatchNorm1D", "BatchNorm2D",
+    "BatchNorm1D", "BatchNorm2D", "MaxUnpool2D", "Upsample2D",
     "Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSE",
     "Optimizer", "SGD", "RMSProp", "Adam", "LRSchedule", "StepDecay", "ExponentialDecay",
     "Regularizer", "L1", "L2", "L1L2",

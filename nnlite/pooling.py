@@ -137,6 +137,13 @@ class MaxPool2D(_Pool2D):
             self._indices = self._argmax_indices(*self._cache)
         return self._indices
 
+    @property
+    def input_shape(self) -> tuple:
+        """Shape ``(N, C, H, W)`` of the last forward's input (the size MaxUnpool2D restores)."""
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: no input yet; run forward(x) first")
+        return tuple(self._cache[2])
+
     def _argmax_indices(self, xpad, y, x_shape):
         """Walk the kernel offsets in row-major order; the first (i, j) equal to the max wins."""
         xp = get_array_module(y)

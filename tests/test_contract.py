@@ -75,7 +75,8 @@ def test_public_classes_are_found():
     names = {c.__name__ for c in PUBLIC_LAYERS}
     assert {"Conv2D", "ConvTranspose2D", "Dense", "Flatten", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
             "ZeroPad2D", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Dropout",
-            "LocalResponseNorm", "BatchNorm1D", "BatchNorm2D"} <= names
+            "LocalResponseNorm", "BatchNorm1D", "BatchNorm2D",
+            "MaxUnpool2D", "Upsample2D"} <= names
     assert {c.__name__ for c in PUBLIC_LOSSES} >= {"SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSE"}
     assert {"Sequential", "Residual", "Add", "Concatenate", "Identity"} <= names   # containers are layers
     assert "Layer" not in names
@@ -113,6 +114,21 @@ def _frozen(layer):
     return layer
 
 
+def _unpool_after_pool(shape, pool, **kwargs):
+    """A MaxUnpool2D reads the indices its pool recorded: run the pool first, on an input
+    whose pooled shape is ``shape`` (with SH - 1 rows more, which a strided pool drops)."""
+    N, C, OH, OW = shape
+    (KH, KW), (SH, SW) = pool.kernel_size, pool.stride
+    x = _x((N, C, (OH - 1) * SH + KH + SH - 1, (OW - 1) * SW + KW)).astype(np.float32)
+    assert pool.forward(x).shape == tuple(shape)
+    return nn.MaxUnpool2D(pool, **kwargs)
+
+
+def _links(layer) -> list:
+    """Layers that ``layer`` reads but does not own (attributes named ``_...``: MaxUnpool2D's pool)."""
+    return [v for k, v in vars(layer).items() if k.startswith("_") and isinstance(v, nn.Layer)]
+
+
 # (id, factory(input_shape) -> layer, input shape, training flag for forward)
 TABLE = [
     ("Conv2D", lambda s: nn.Conv2D(3, 4, 3, stride=2, padding="same", seed=0), (2, 3, 7, 6), False),
@@ -141,6 +157,10 @@ TABLE = [
     ("BatchNorm1D-train", lambda s: nn.BatchNorm1D(4), (5, 4), True),
     ("BatchNorm1D-NCL-train", lambda s: nn.BatchNorm1D(3, affine=False), (2, 3, 6), True),
     ("BatchNorm1D-eval", lambda s: nn.BatchNorm1D(4, momentum=None), (5, 4), False),
+    ("MaxUnpool2D", lambda s: _unpool_after_pool(s, nn.MaxPool2D(2, name="pool")), (2, 3, 3, 4), False),
+    ("MaxUnpool2D-overlap-output_size", lambda s: _unpool_after_pool(
+        s, nn.MaxPool2D(3, stride=1, name="pool"), output_size=(6, 7)), (2, 2, 3, 5), False),
+    ("Upsample2D", lambda s: nn.Upsample2D((2, 3)), (2, 3, 3, 4), False),
 ]
 TABLE += [
     ("Identity", lambda s: nn.Identity(), (2, 3, 4), False),
@@ -207,7 +227,11 @@ def test_backward_before_forward_is_a_clear_error(name, factory, shape, training
 def test_get_config_rebuilds_an_equal_layer(name, factory, shape, training):
     layer = factory(shape)
     spec = json.loads(json.dumps(layer_spec(layer)))         # JSON-serialisable
-    clone = build_from_config(spec)                           # children's specs built too
+    if _links(layer):    # linked to layers it does not own, as nnlite.load links it in its model
+        clone = type(layer)(**spec["config"])
+        clone.resolve_links(nn.Sequential(_links(layer)))
+    else:
+        clone = build_from_config(spec)                       # children's specs built too
     assert clone.get_config() == layer.get_config()
     assert repr(clone) == repr(layer)
     assert [(p.name, p.shape, p.dtype) for p in clone.parameters()] == \
