@@ -27,6 +27,7 @@ from .batchnorm import BatchNorm1D, BatchNorm2D
 from .unpool import MaxUnpool2D, Upsample2D
 
 from .losses import Loss, SoftmaxCrossEntropy, BinaryCrossEntropy, MSE
+from .mask_losses import PixelBCE, SoftDice, BCEDice
 from .optim import Optimizer, SGD, RMSProp, Adam, LRSchedule, StepDecay, ExponentialDecay
 from .regularizers import Regularizer, L1, L2, L1L2
 from .callbacks import Callback, EarlyStopping, ModelCheckpoint, HistoryLogger
@@ -47,6 +48,7 @@ __all__ = [
     "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Dropout", "LocalResponseNorm",
     "BatchNorm1D", "BatchNorm2D", "MaxUnpool2D", "Upsample2D",
     "Loss", "SoftmaxCrossEntropy", "BinaryCrossEntropy", "MSE",
+    "PixelBCE", "SoftDice", "BCEDice",
     "Optimizer", "SGD", "RMSProp", "Adam", "LRSchedule", "StepDecay", "ExponentialDecay",
     "Regularizer", "L1", "L2", "L1L2",
     "Callback", "EarlyStopping", "ModelCheckpoint", "HistoryLogger",
