@@ -351,3 +351,61 @@ def pixel_accuracy(pred_mask, true_mask) -> float:
     """Fraction of pixels whose predicted label equals the true label."""
     a, b = _masks(pred_mask, true_mask)
     return float(np.mean(a == b))
+
+
+def dice(pred_mask, true_mask, empty: float = 1.0) -> float:
+    """Dice coefficient (F1 of the lesion pixels) of two binary masks.
+
+    ``Dice = 2 |A and B| / (|A| + |B|) = 2 IoU / (1 + IoU)``, over the whole
+    array. When both masks are empty the ratio is 0/0: the masks agree
+    perfectly and the result is ``empty`` (default 1.0, as for :func:`iou`).
+    An empty prediction of a non-empty mask (or the reverse) gives 0.
+    """
+    a, b = _masks(pred_mask, true_mask)
+    a, b = _binary_mask(a, "pred_mask"), _binary_mask(b, "true_mask")
+    total = int(a.sum()) + int(b.sum())
+    return float(2 * np.logical_and(a, b).sum() / total) if total else float(empty)
+
+
+def segmentation_scores(pred_masks, true_masks, empty: float = 1.0) -> dict:
+    """Per-image IoU, Dice and pixel accuracy of a batch of binary masks.
+
+    Args:
+        pred_masks, true_masks: (N, ...) binary masks (bool or 0/1), image i
+            being ``[i]`` (e.g. (N, 1, H, W) or (N, H, W)).
+        empty: score of an image whose true and predicted masks are both
+            empty (IoU and Dice are 0/0 there; 1.0: they agree).
+
+    Returns ``{"iou", "dice", "pixel_accuracy": (N,) float64,
+    "true_pixels", "pred_pixels": (N,) int64}``. Edge cases, per image: both
+    masks empty -> IoU = Dice = ``empty``; exactly one empty -> 0; pixel
+    accuracy is always defined. Average these arrays for the mean over
+    images ("mean IoU"), not the pixels of the whole batch.
+    """
+    a, b = _masks(pred_masks, true_masks)
+    a, b = _binary_mask(a, "pred_masks"), _binary_mask(b, "true_masks")
+    if a.ndim < 2:
+        raise ValueError(f"segmentation_scores expects (N, ...) masks, got shape {a.shape}")
+    n = a.shape[0]
+    a, b = a.reshape(n, -1), b.reshape(n, -1)                   # (N, pixels)
+    inter = np.logical_and(a, b).sum(axis=1)
+    pred_px, true_px = a.sum(axis=1), b.sum(axis=1)
+    union = pred_px + true_px - inter
+    return {"iou": _divide(inter, union, empty), "dice": _divide(2 * inter, pred_px + true_px, empty),
+            "pixel_accuracy": np.mean(a == b, axis=1).astype(np.float64),
+            "true_pixels": true_px.astype(np.int64), "pred_pixels": pred_px.astype(np.int64)}
+
+
+def lesions_found(ious, true_pixels, threshold: float = 0.5) -> tuple[int, int]:
+    """How many images with a lesion have ``IoU > threshold``: ``(found, n)``.
+
+    Only images whose true mask is non-empty count (``true_pixels > 0``); an
+    image without a lesion has nothing to find. The usual detection rule is
+    IoU above 0.5 (strictly). Returns integers so that the caller can attach
+    an interval to the rate ``found / n``.
+    """
+    ious, true_pixels = np.asarray(ious, dtype=np.float64), np.asarray(true_pixels)
+    if ious.shape != true_pixels.shape:
+        raise ValueError(f"ious {ious.shape} and true_pixels {true_pixels.shape} must match")
+    has = true_pixels > 0
+    return int(np.sum(ious[has] > threshold)), int(has.sum())

@@ -224,3 +224,48 @@ def test_bad_label_inputs():
         metrics.confusion_matrix(np.array([0, -1]), np.array([0, 1]))
     with pytest.raises(ValueError, match="label 2 out of range for num_classes=2"):
         metrics.confusion_matrix(np.array([0, 2]), np.array([0, 1]), num_classes=2)
+
+
+# ----------------------------------------------- per-image segmentation scores
+def test_dice_by_hand_and_edge_cases():
+    pred = np.array([[1, 1, 0], [0, 1, 0]])
+    true = np.array([[1, 0, 0], [0, 1, 1]])
+    assert metrics.dice(pred, true) == pytest.approx(2 * 2 / (3 + 3))
+    iou = metrics.iou(pred, true)
+    assert metrics.dice(pred, true) == pytest.approx(2 * iou / (1 + iou))
+    assert metrics.dice(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0             # both empty: agree
+    assert metrics.dice(np.zeros((2, 2)), np.zeros((2, 2)), empty=0.0) == 0.0
+    assert metrics.dice(np.zeros((2, 2)), np.ones((2, 2))) == 0.0              # nothing predicted
+    assert metrics.dice(np.ones((2, 2)), np.zeros((2, 2))) == 0.0              # lesion invented
+
+
+def test_segmentation_scores_per_image_with_every_edge_case():
+    true = np.zeros((4, 1, 2, 3), dtype=bool)
+    pred = np.zeros_like(true)
+    true[0, 0, 0, :2] = True; pred[0, 0, 0, 1:] = True      # overlap 1, union 3
+    # image 1: both empty; image 2: lesion missed (empty prediction); image 3: false lesion
+    true[2, 0, 1, 1] = True
+    pred[3, 0, :, 0] = True
+    s = metrics.segmentation_scores(pred, true)
+    np.testing.assert_allclose(s["iou"], [1 / 3, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(s["dice"], [2 / 4, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(s["pixel_accuracy"], [4 / 6, 1.0, 5 / 6, 4 / 6])
+    np.testing.assert_array_equal(s["true_pixels"], [2, 0, 1, 0])
+    np.testing.assert_array_equal(s["pred_pixels"], [2, 0, 0, 2])
+    for i in range(4):                                       # the same as the whole-array metrics
+        assert s["iou"][i] == metrics.iou(pred[i], true[i])
+        assert s["dice"][i] == metrics.dice(pred[i], true[i])
+        assert s["pixel_accuracy"][i] == metrics.pixel_accuracy(pred[i], true[i])
+    assert metrics.segmentation_scores(pred, true, empty=0.0)["iou"][1] == 0.0
+    with pytest.raises(ValueError, match="must be binary"):
+        metrics.segmentation_scores(pred.astype(int) * 3, true)
+
+
+def test_lesions_found_counts_only_images_with_a_lesion():
+    ious = np.array([0.9, 0.5, 0.2, 1.0, 0.51])
+    true_pixels = np.array([10, 5, 3, 0, 7])                 # image 3 has no lesion: not counted
+    assert metrics.lesions_found(ious, true_pixels) == (2, 4)   # 0.5 itself is not "above 0.5"
+    assert metrics.lesions_found(ious, true_pixels, threshold=0.1) == (4, 4)
+    assert metrics.lesions_found(np.zeros(2), np.zeros(2)) == (0, 0)
+    with pytest.raises(ValueError, match="must match"):
+        metrics.lesions_found(ious, true_pixels[:3])
