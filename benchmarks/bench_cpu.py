@@ -47,9 +47,10 @@ import time
 CONFIGS = {  # name: (zoo builder name, kwargs, one sample's shape, classes)
     "mias_cnn": ("mias_cnn", {"num_classes": 3}, (1, 48, 48), 3),
     "reduced_alexnet": ("reduced_alexnet", {"num_classes": 2}, (1, 64, 64), 2),
+    "reduced_resnet": ("reduced_resnet", {"num_classes": 2}, (1, 64, 64), 2),
 }
-DEFAULT_RUNS = [("mias_cnn", 64), ("mias_cnn", 128), ("reduced_alexnet", 32)]
-QUICK_RUNS = [("mias_cnn", 64), ("reduced_alexnet", 32)]
+DEFAULT_RUNS = [("mias_cnn", 64), ("mias_cnn", 128), ("reduced_alexnet", 32), ("reduced_resnet", 32)]
+QUICK_RUNS = [("mias_cnn", 64), ("reduced_alexnet", 32), ("reduced_resnet", 32)]
 
 
 # =================================================================== worker side
@@ -79,21 +80,30 @@ def _median_time(fn, warmup: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _layer_flops(model, input_shape, batch: int) -> list:
-    """Forward FLOPs (2 per multiply-add) of each layer of an nnlite model; 0 for the rest."""
+def _flops(layer, shape, batch: int) -> int:
+    """Forward FLOPs (2 per multiply-add) of the conv and dense layers in ``layer``, at any depth."""
     import nnlite as nn
+    out = tuple(layer.output_shape(shape))
+    if isinstance(layer, nn.Conv2D):
+        KH, KW = layer.kernel_size
+        return 2 * batch * out[0] * out[1] * out[2] * (layer.in_channels // layer.groups) * KH * KW
+    if isinstance(layer, nn.Dense):
+        return 2 * batch * layer.in_features * layer.out_features
+    if isinstance(layer, nn.Sequential):
+        total = 0
+        for child in layer.layers:
+            total += _flops(child, shape, batch)
+            shape = tuple(child.output_shape(shape))
+        return total
+    return sum(_flops(child, shape, batch) for _, child in layer.children())   # branches: same input
+
+
+def _layer_flops(model, input_shape, batch: int) -> list:
+    """Forward FLOPs of each top-level layer of an nnlite model (its whole subtree); 0 for the rest."""
     flops, shape = [], tuple(input_shape)
     for layer in model.layers:
-        out = tuple(layer.output_shape(shape))
-        if isinstance(layer, nn.Conv2D):
-            KH, KW = layer.kernel_size
-            macs = out[0] * out[1] * out[2] * (layer.in_channels // layer.groups) * KH * KW
-            flops.append(2 * batch * macs)
-        elif isinstance(layer, nn.Dense):
-            flops.append(2 * batch * layer.in_features * layer.out_features)
-        else:
-            flops.append(0)
-        shape = out
+        flops.append(_flops(layer, shape, batch))
+        shape = tuple(layer.output_shape(shape))
     return flops
 
 
@@ -205,11 +215,39 @@ def _short(layer) -> str:
 
 
 def _torch_model(nn_model, torch):
-    """The nnlite Sequential translated to torch.nn, layer by layer."""
+    """The nnlite model translated to torch.nn, layer by layer (containers included)."""
+    model = _torch_layer(nn_model, torch)
+    n_torch = sum(p.numel() for p in model.parameters())
+    if n_torch != nn_model.count_params():
+        raise ValueError(f"bench_cpu: the PyTorch model has {n_torch} parameters, nnlite's "
+                         f"{nn_model.count_params()}: the translation is wrong")
+    return model
+
+
+def _torch_layer(layer, torch):
+    """One nnlite layer (or container) as a torch.nn module."""
     import nnlite as nn
     tn = torch.nn
+    if isinstance(layer, nn.Sequential):
+        return tn.Sequential(*[_torch_layer(child, torch) for child in layer.layers])
+    if isinstance(layer, nn.Residual):
+        class TorchResidual(tn.Module):
+            def __init__(self, body, shortcut):
+                super().__init__()
+                self.body, self.shortcut = body, shortcut
+
+            def forward(self, x):
+                return self.body(x) + self.shortcut(x)
+        return TorchResidual(_torch_layer(layer.body, torch), _torch_layer(layer.shortcut, torch))
+    if isinstance(layer, nn.Identity):
+        return tn.Identity()
+    if isinstance(layer, nn.BatchNorm2D):
+        return tn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum,
+                              affine=layer.affine)
+    if isinstance(layer, nn.GlobalAvgPool2D):
+        return tn.Sequential(tn.AdaptiveAvgPool2d(1), tn.Flatten())
     out = []
-    for layer in nn_model.layers:
+    for layer in [layer]:
         if isinstance(layer, nn.Conv2D):
             (KH, KW), (SH, SW) = layer.kernel_size, layer.stride
             if layer.padding == "same" and SH == SW == 1 and KH % 2 and KW % 2:
@@ -240,12 +278,7 @@ def _torch_model(nn_model, torch):
             out.append(tn.Flatten())
         else:
             raise ValueError(f"bench_cpu: no PyTorch translation for {layer!r}")
-    model = tn.Sequential(*out)
-    n_torch = sum(p.numel() for p in model.parameters())
-    if n_torch != nn_model.count_params():
-        raise ValueError(f"bench_cpu: the PyTorch model has {n_torch} parameters, nnlite's "
-                         f"{nn_model.count_params()}: the translation is wrong")
-    return model
+    return out[0]
 
 
 def worker_torch(cfg_name: str, batch: int, warmup: int, repeats: int, threads: int) -> dict:
