@@ -4,7 +4,8 @@ Subcommands::
 
     mammo-demo synth          --out DIR [--seed S] [--n-images N] [--image-size PX]
     mammo-demo download-mias  --dest DIR [--url URL] [--sha256 HEX] [--force]
-    mammo-demo train          [--data DIR] [--task all|calc|mass] [--epochs E] [--batch-size B]
+    mammo-demo train          [--data DIR] [--task all|calc|mass] [--model mias_cnn|reduced_alexnet]
+                              [--epochs E] [--batch-size B]
                               [--lr LR] [--optimizer sgd|adam|rmsprop] [--seed S] [--out RUN_DIR]
                               [--resume] [--folds K] [--balance undersample|weights|none]
                               [--device cpu|gpu]
@@ -15,17 +16,20 @@ Subcommands::
 ``main(argv)`` returns the exit status: 0 on success, 2 for a user error
 (bad option, missing file, malformed data, failed download, no GPU, a
 learning rate so high that the loss overflows: one ``mammo-demo: error: ...``
-line, no traceback), 130 when interrupted.
+line, no traceback), 130 when interrupted (``train`` then prints the exact
+command that resumes the run).
 
 Not a medical device: the demo is for teaching and research only.
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
-from . import experiment as E
+from . import experiment
+from . import models
 from .patches import TASKS
 
 
@@ -96,23 +100,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "train", "train and test the MIAS ROI CNN (the main demo)",
              "Train mias_cnn (conv 32@5x5, pool, conv 64@5x5, pool, dense 1024, dropout 0.5) on "
-             "48x48 ROI patches. Pipeline: load the MIAS folder (without --data: a phantom set "
+             "48x48 ROI patches, or the reduced AlexNet on 64x64 patches. Pipeline: load the MIAS folder (without --data: a phantom set "
              "generated once into a cache folder) -> extract patches -> split by image, "
              "stratified, 70/15/15 -> augment the training set (4 rotations x mirror) -> balance "
-             "-> fit (best model on validation loss) -> evaluate on test. Writes config.json, "
-             "data.json, history.csv/json, best_model.npz, checkpoint.npz, metrics.json, "
-             "report.txt and PNG plots into --out.")
+             "-> fit (best model on validation loss) -> evaluate on test (every rate with its n "
+             "and 95% interval). Writes config.json, data.json, history.csv/json, "
+             "best_model.npz (with the data provenance), checkpoint.npz, metrics.json, "
+             "report.txt, report.md and PNG plots into --out, which is locked while the run "
+             "writes it.")
     p.add_argument("--data", type=Path, metavar="DIR", default=None,
                    help="mini-MIAS folder (real or phantom); default: the cached phantom set")
     p.add_argument("--task", choices=tuple(TASKS), default="all",
                    help="all = normal/benign/malignant; calc, mass = benign vs malignant")
-    p.add_argument("--epochs", type=int, metavar="N", default=E.DEFAULT_EPOCHS,
-                   help="training epochs (the model with the lowest validation loss is kept)")
-    p.add_argument("--batch-size", type=int, metavar="N", default=E.DEFAULT_BATCH_SIZE,
+    p.add_argument("--model", choices=models.MODELS, default=experiment.DEFAULT_MODEL,
+                   help="mias_cnn: the paper's CNN, at 48x48 patches; reduced_alexnet: "
+                        "nnlite.zoo.reduced_alexnet (AlexNet with LRN and grouped convs, shrunk "
+                        "for a CPU), at the 64x64 input it is defined for (it needs patches of "
+                        "at least 29 px)")
+    p.add_argument("--epochs", type=int, metavar="N", default=None,
+                   help=f"training epochs (the model with the lowest validation loss is kept); "
+                        f"default {experiment.DEFAULT_EPOCHS}, or with --resume the number the "
+                        f"run was started with")
+    p.add_argument("--batch-size", type=int, metavar="N", default=experiment.DEFAULT_BATCH_SIZE,
                    help="mini-batch size")
-    p.add_argument("--lr", type=float, metavar="LR", default=E.DEFAULT_LR,
+    p.add_argument("--lr", type=float, metavar="LR", default=experiment.DEFAULT_LR,
                    help="learning rate (the paper's 0.002)")
-    p.add_argument("--optimizer", choices=E.OPTIMIZERS, default=E.DEFAULT_OPTIMIZER,
+    p.add_argument("--optimizer", choices=experiment.OPTIMIZERS, default=experiment.DEFAULT_OPTIMIZER,
                    help="sgd (momentum 0.9), adam (beta 0.9/0.999) or rmsprop (rho 0.9); with "
                         "adam or rmsprop use a smaller --lr such as 0.0001")
     p.add_argument("--seed", type=int, metavar="S", default=0,
@@ -120,16 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="RUN_DIR", default=None,
                    help="run folder (default: runs/<date-time>-<task>[-phantom])")
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out from its checkpoint.npz")
-    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+                   help="continue an interrupted run in --out from its checkpoint.npz, to the "
+                        "epochs it was planned for unless --epochs says otherwise")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (deletes only the files a run writes)")
     p.add_argument("--folds", type=int, metavar="K", default=1,
                    help="1: one split by image; K > 1: stratified K-fold cross-validation by "
                         "image, reporting mean and std")
-    p.add_argument("--balance", choices=E.BALANCING, default="undersample",
+    p.add_argument("--balance", choices=experiment.BALANCING, default="undersample",
                    help="training-set class balancing: undersample (the paper), class weights "
                         "in the loss, or none")
-    p.add_argument("--patch-size", type=int, metavar="PX", default=48,
-                   help="side of the ROI patches in pixels (the paper's 48; smaller is faster)")
+    p.add_argument("--patch-size", type=int, metavar="PX", default=None,
+                   help="side of the ROI patches in pixels; default 48 for mias_cnn (the "
+                        "paper's; smaller is faster), 64 for reduced_alexnet")
     p.add_argument("--phantom-seed", type=int, metavar="S", default=0,
                    help="seed of the cached phantom set (without --data)")
     p.add_argument("--image-size", type=int, metavar="PX", default=None,
@@ -145,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "evaluate", "evaluate a saved model on a MIAS folder",
              "Evaluate a saved model (e.g. RUN_DIR/best_model.npz). Task, seed, data and "
              "patch settings default to those in the config.json next to the model, so the "
-             "test split of the training run is reproduced (split by image with the same seed).")
+             "test split of the training run is reproduced (split by image with the same seed). "
+             "Prints where the model's training data came from.")
     p.add_argument("--model", required=True, type=Path, metavar="FILE", help="model file (.npz)")
     p.add_argument("--data", type=Path, metavar="DIR", default=None,
                    help="mini-MIAS folder; default: the training run's data")
@@ -154,9 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="S", default=None,
                    help="split seed; default: the training run's seed")
     p.add_argument("--split", choices=("test", "val", "train", "all"), default="test",
-                   help="which part of the split by image to evaluate")
+                   help="which part of the split by image to evaluate (the 90%%-sensitivity "
+                        "threshold is never chosen on data it evaluates: none for val, and "
+                        "for all only on another folder than the training data)")
     p.add_argument("--out", type=Path, metavar="DIR", default=None,
-                   help="write metrics.json and PNG plots here (default: print only)")
+                   help="write metrics.json, report.txt, report.md and PNG plots here (a new or "
+                        "empty folder, or an earlier evaluation of the same model; default: "
+                        "print only)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     p.set_defaults(func=cmd_evaluate)
 
@@ -175,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--radius", required=True, type=int, metavar="R",
                    help="radius of the region in pixels")
     p.set_defaults(func=cmd_predict)
+
+    # Commands defined in their own modules register here, one line each:
+    # ``module.add_parser(sub)`` adds a subparser and sets its ``func``.
+    from .whole import cli as whole_cli
+    whole_cli.add_parser(sub, formatter_class=_Formatter)
+    from .finetune import cli as finetune_cli
+    finetune_cli.add_parser(sub, formatter_class=_Formatter, epilog=EPILOG)
     return parser
 
 
@@ -214,34 +242,74 @@ def _device(name: str) -> str:
     return name
 
 
+def resume_command(argv, run_dir) -> str:
+    """The ``mammo-demo train`` command line that resumes the run of ``argv`` in ``run_dir``."""
+    words, skip = [], False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if word in ("--overwrite", "--resume"):
+            continue
+        if word == "--out":
+            skip = True
+            continue
+        if word.startswith("--out="):
+            continue
+        words.append(word)
+    return shlex.join(["mammo-demo", *words, "--out", str(run_dir), "--resume"])
+
+
 def cmd_train(args) -> int:
     device = _device(args.device)
-    result = E.run_experiment(
-        data_dir=args.data, task=args.task, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, optimizer=args.optimizer, seed=args.seed, out_dir=args.out,
-        resume=args.resume, folds=args.folds, balance=args.balance, image_size=args.image_size,
-        phantom_seed=args.phantom_seed, phantom_images=args.phantom_images,
-        patch_size=args.patch_size, device=device, overwrite=args.overwrite,
-        progress=not args.quiet)
+    run_dir = args.out if args.out is not None else \
+        experiment.default_run_dir(args.task, args.data is None)
+    try:
+        result = experiment.run_experiment(
+            data_dir=args.data, task=args.task, model=args.model, epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, seed=args.seed,
+            out_dir=run_dir, resume=args.resume, folds=args.folds, balance=args.balance,
+            image_size=args.image_size, phantom_seed=args.phantom_seed,
+            phantom_images=args.phantom_images, patch_size=args.patch_size, device=device,
+            overwrite=args.overwrite, progress=not args.quiet)
+    except KeyboardInterrupt:
+        argv = getattr(args, "argv", None) or sys.argv[1:]
+        print(f"\nmammo-demo: interrupted. Resume the run with:\n  "
+              f"{resume_command(argv, run_dir)}", file=sys.stderr)
+        return 130
     print()
+    if result.get("resume_plan") and args.resume:
+        print(f"--resume: {result['resume_plan']}")
     print(result["table"])
-    print(f"run folder: {result['run_dir']}  (wall time {result['wall_seconds']:.0f} s)")
+    print(f"run folder: {result['run_dir']}  (wall time {result['wall_seconds']:.0f} s; "
+          f"report.md shows the tables with the plots)")
     return 0
 
 
+def _print_about(result) -> None:
+    for line in result.get("provenance", []):
+        print(line)
+    for line in result.get("warnings", []):
+        print(f"WARNING: {line}")
+
+
 def cmd_evaluate(args) -> int:
-    result = E.evaluate_saved_model(args.model, data_dir=args.data, task=args.task,
-                                    seed=args.seed, split=args.split, out_dir=args.out,
-                                    progress=not args.quiet)
+    from .saved_model import evaluate_saved_model
+    result = evaluate_saved_model(args.model, data_dir=args.data, task=args.task,
+                                  seed=args.seed, split=args.split, out_dir=args.out,
+                                  progress=not args.quiet)
     print()
+    _print_about(result)
     print(result["table"])
     if args.out is not None:
-        print(f"metrics and plots written to {args.out}")
+        print(f"metrics, report.txt, report.md and plots written to {args.out}")
     return 0
 
 
 def cmd_predict(args) -> int:
-    result = E.predict_roi(args.model, args.image, args.x, args.y, args.radius)
+    from .saved_model import predict_roi
+    result = predict_roi(args.model, args.image, args.x, args.y, args.radius)
+    _print_about(result)
     print(f"region of interest: centre x={args.x}, y={args.y} (origin bottom-left; "
           f"array row {result['row']}, column {result['col']}), radius {args.radius} px")
     if result.get("is_phantom"):
@@ -250,7 +318,7 @@ def cmd_predict(args) -> int:
     for name, prob in zip(result["classes"], result["probabilities"]):
         print(f"  {name:<{width}}  {prob:6.1%}  {'#' * int(round(40 * prob))}")
     print(f"predicted: {result['predicted']}")
-    print(E.NOT_A_MEDICAL_DEVICE)
+    print(experiment.NOT_A_MEDICAL_DEVICE)
     return 0
 
 
@@ -258,7 +326,9 @@ def cmd_predict(args) -> int:
 def main(argv=None) -> int:
     """Run ``mammo-demo`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)  # argparse itself exits with status 2 on a bad option
+    args.argv = argv
     try:
         return args.func(args)
     except (ValueError, OSError, KeyError, FloatingPointError, UserError) as e:
@@ -266,7 +336,7 @@ def main(argv=None) -> int:
         print(f"mammo-demo: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nmammo-demo: interrupted (a training run continues with --resume)", file=sys.stderr)
+        print("\nmammo-demo: interrupted", file=sys.stderr)
         return 130
 
 

@@ -18,6 +18,19 @@ upstream gradient ``dy`` is one-hot in class ``c`` (so the backward pass
 computes ``d y^c / d A``). Dropout is in evaluation mode (identity). The pass
 also overwrites the parameters' ``.grad``; they are zeroed afterwards.
 
+Bright bands along the patch borders. On normal patches the maps of
+``mias_cnn`` often light up in a ring a few pixels wide along the border.
+That ring is the zero padding of the "same" convolutions: conv2 sees the
+ReLU output of conv1, which is non-negative with a positive mean, padded
+with zeros, so every filter meets an artificial edge at the border; the
+cells whose receptive field reaches the padding respond to it whatever the
+patch shows. On a flat (all-zero, i.e. mean-grey) patch the map is constant
+inside and varies only in that ring (``tests/test_experiment.py``
+checks this). :func:`padding_margin` gives the ring's width in input pixels
+(6 for ``mias_cnn``: 2 from conv1, 2 x 2 from conv2 after the first pool);
+the Grad-CAM figure marks it with a dashed square and says that bands
+outside the square are a padding artefact, not evidence.
+
 A heat map shows where the evidence is, not why: on phantom data it shows
 what the phantom generator drew, and it is no diagnostic tool.
 """
@@ -46,6 +59,32 @@ def default_layer(model) -> int:
             "ReLU", "LeakyReLU", "Tanh", "Sigmoid"):
         return i + 1
     return i
+
+
+def padding_margin(model, layer: int | None = None) -> int:
+    """Width in input pixels of the border ring where ``layer``'s output depends on zero padding.
+
+    Each padding layer (``Conv2D`` padding, ``ZeroPad2D``, pooling padding)
+    before and at ``layer`` widens the ring by its padding times the
+    cumulated stride of the layers before it (so a pad of 2 after one 2x2
+    pool counts 4 input pixels).
+    """
+    layer = default_layer(model) if layer is None else int(layer)
+    margin, jump = 0, 1
+    for lay in model.layers[:layer + 1]:
+        pad = getattr(lay, "padding", 0)
+        kernel = getattr(lay, "kernel_size", None)
+        if pad == "same" and kernel is not None:
+            pad = max(kernel) - 1 - (max(kernel) - 1) // 2     # the larger side of "same"
+        elif pad == "valid":
+            pad = 0
+        if isinstance(pad, (tuple, list)):
+            pad = max(pad) if pad else 0
+        margin += int(pad) * jump
+        stride = getattr(lay, "stride", None)
+        if stride is not None:
+            jump *= max(stride) if isinstance(stride, (tuple, list)) else int(stride)
+    return margin
 
 
 def grad_cam(model, x, class_index=None, layer: int | None = None):

@@ -30,8 +30,20 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, path, data_label: str) -> Path:
+    """Add the footer, widen the figure until no title or footer is clipped, write the PNG.
+
+    Small test sets give narrow grids (two patches: two columns) whose
+    two-line title and footer are wider than the figure; the figure grows to
+    the widest text plus a margin, then the layout is redone.
+    """
     footer = f"{data_label}\n{FOOTER}" if data_label else FOOTER
     fig.text(0.5, 0.005, footer, ha="center", va="bottom", fontsize=7, color="0.35")
+    renderer = fig.canvas.get_renderer()
+    texts = list(fig.texts) + [ax.title for ax in fig.axes]     # the footer and the suptitle
+    widest = max((t.get_window_extent(renderer).width for t in texts if t.get_text()), default=0)
+    need = widest / fig.dpi + 0.3
+    if need > fig.get_figwidth():
+        fig.set_figwidth(need)          # the layout is in figure fractions: it scales along
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
@@ -160,7 +172,7 @@ def plot_patch_grid(x, y_true, y_pred, probs, class_names, path, *, data_label: 
     if not (len(x) == len(y_true) == len(y_pred) == len(probs)):
         raise ValueError(f"plot_patch_grid: {len(x)} patches, {len(y_true)} true labels, "
                          f"{len(y_pred)} predictions, {len(probs)} probability rows")
-    chosen = _balanced_choice(y_true, max_patches, seed)
+    chosen = balanced_choice(y_true, max_patches, seed)
     n = max(len(chosen), 1)
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -180,7 +192,7 @@ def plot_patch_grid(x, y_true, y_pred, probs, class_names, path, *, data_label: 
     return _save(fig, path, data_label)
 
 
-def _balanced_choice(y, k: int, seed: int) -> np.ndarray:
+def balanced_choice(y, k: int, seed: int) -> np.ndarray:
     """Up to ``k`` indices, round-robin over the classes of ``y``, each class shuffled."""
     rng = np.random.default_rng(seed)
     pools = [list(rng.permutation(np.flatnonzero(y == c))) for c in np.unique(y)]
@@ -193,14 +205,23 @@ def _balanced_choice(y, k: int, seed: int) -> np.ndarray:
 
 
 def plot_gradcam(x, heatmaps, captions, path, *, data_label: str = "",
-                 title: str = "Grad-CAM: where the evidence for the explained class lies") -> Path:
-    """Each patch in grey with its Grad-CAM map overlaid (jet colours, 45% opaque).
+                 title: str = "Grad-CAM: where the evidence for the explained class lies",
+                 padding_margin: int = 0) -> Path:
+    """Each patch in grey with its Grad-CAM map overlaid (jet colours, 45% opaque), a colour bar.
 
     Args:
         x: patches (N, 1, S, S) or (N, S, S).
         heatmaps: (N, S, S) maps in [0, 1] from :func:`mammo_demo.gradcam.grad_cam`.
         captions: N strings, e.g. ``"malignant / malignant (0.91)"``.
+        padding_margin: width in pixels of the border ring whose map values
+            are computed from zero padding (:func:`mammo_demo.gradcam.padding_margin`);
+            when positive a dashed square marks the inside and the figure says
+            that bands outside it are an artefact of the padding.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+
     x = np.asarray(x)
     if x.ndim == 4:
         x = x[:, 0]
@@ -211,14 +232,27 @@ def plot_gradcam(x, heatmaps, captions, path, *, data_label: str = "",
     n = max(len(x), 1)
     cols = min(n, 6)
     rows = int(np.ceil(n / cols))
-    fig = _figure(1.7 * cols + 0.4, 2.1 * rows + 1.0)
+    fig = _figure(1.7 * cols + 1.4, 2.1 * rows + 1.3)
     axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
     for ax in axes:
         ax.axis("off")
     for ax, patch, heat, caption in zip(axes, x, heatmaps, captions):
         ax.imshow(patch, cmap="gray")
         ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+        side = patch.shape[-1]
+        if 0 < padding_margin < side / 2:
+            ax.add_patch(Rectangle((padding_margin - 0.5, padding_margin - 0.5),
+                                   side - 2 * padding_margin, side - 2 * padding_margin,
+                                   fill=False, linestyle="--", linewidth=0.8, edgecolor="white"))
         ax.set_title(caption, fontsize=7)
-    fig.suptitle(_title(title, data_label), fontsize=9)
-    fig.tight_layout(rect=(0, _FOOTER_SPACE / fig.get_figheight(), 1, 1))
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), ax=list(axes),
+                       fraction=0.03, pad=0.02)
+    bar.set_label("Grad-CAM (1 = the strongest evidence in that patch)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    heading = _title(title, data_label)
+    if padding_margin > 0:
+        heading += (f"\noutside the dashed squares ({padding_margin} px) the maps see the zero "
+                    f"padding of the 'same' convolutions: bands there are an artefact")
+    fig.suptitle(heading, fontsize=8)
+    fig.subplots_adjust(bottom=_FOOTER_SPACE / fig.get_figheight() + 0.02, top=0.78)
     return _save(fig, path, data_label)
