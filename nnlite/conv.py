@@ -1,18 +1,21 @@
 """2-D convolution (cross-correlation) by im2col, in plain NumPy/CuPy.
 
-:func:`im2col` and :func:`col2im` are the readable reference path. They are
-separate functions so that a faster kernel can stand beside them: ``Conv2D``
-calls them through :mod:`nnlite.kernels` (Numba on the CPU, CUDA on the GPU,
-these plain versions otherwise), and ``tests/test_kernels.py`` holds the
-kernels equal to them.
+:func:`~nnlite.functional.im2col` and :func:`~nnlite.functional.col2im` (defined
+in :mod:`nnlite.functional`, importable from here too) unfold the receptive
+fields into columns and add columns back; ``Conv2D.forward`` and ``backward``
+are then a few matrix products that read as the math. The same products, a
+block of samples at a time and with the Numba (CPU) or CUDA (GPU) im2col and
+col2im, are the fast path (:mod:`nnlite.kernels.conv_blocked`), which the layer
+takes unless the plain references are forced (:func:`nnlite.kernels.use_reference`);
+``tests/test_kernels.py`` holds the two paths equal.
 
-Shape notation: see :mod:`nnlite.layer` (N, C, H, W, F, KH, KW, SH, SW, OH, OW).
-Here ``Hp = PT + H + PB`` and ``Wp = PL + W + PR`` are the padded sizes
-(top, bottom, left, right padding) and ``L = OH * OW``.
+Shape notation: see :mod:`nnlite.layer` (N, C, H, W, F, KH, KW, SH, SW, OH, OW);
+``DH, DW`` are the dilation. Here ``Hp = PT + H + PB`` and ``Wp = PL + W + PR`` are
+the padded sizes (top, bottom, left, right padding) and ``L = N * OH * OW``.
 
 The column layout used by both functions::
 
-    cols[(c, i, j), (n, oh, ow)] = x_padded[n, c, oh*SH + i, ow*SW + j]
+    cols[(c, i, j), (n, oh, ow)] = x_padded[n, c, oh*SH + i*DH, ow*SW + j*DW]
 
     cols.shape == (C*KH*KW, N*OH*OW)
         row    (c, i, j)    = c*KH*KW + i*KW + j   channel slowest, then kernel row, column
@@ -25,88 +28,27 @@ group: ``W_g (F/G, C/G*KH*KW) @ cols_g (C/G*KH*KW, N*OH*OW)``.
 from __future__ import annotations
 
 from . import kernels, regularizers
-from .backend import as_generator, device_of, get_array_module
+from .backend import as_generator, get_array_module
+from .functional import col2im, dilated_output_size, im2col
 from .initializers import get_initializer, zeros
-from .layer import Layer, conv_output_size, pair
-from .padding import zero_pad2d
+from .kernels import conv_blocked
+from .layer import Layer, pair
+from .padding import crop2d, zero_pad2d
 from .parameter import Parameter
 
 
-#: Bytes of work buffers per block of samples in Conv2D. The batch is processed in
-#: blocks whose columns plus output rows (``(C*KH*KW + F) * OH*OW`` values a sample)
-#: take about this much: on the CPU they then stay in the cache between im2col, the
-#: matrix products and col2im, and no buffer grows with the batch. Measured on the MIAS
-#: CNN at batch 64 (2 cores), against one column matrix for the whole batch kept from
-#: forward to backward: conv2 forward 43 -> 27 ms and backward (rebuilding the columns)
-#: 60 -> 51 ms, conv1 forward + backward 24 -> 15 ms, and 118 MB less memory.
-COLUMN_BLOCK_BYTES = {"cpu": 8 << 20, "gpu": 256 << 20}
-
-#: A batch whose columns and output rows fit in this many bytes (about the CPU's
-#: last-level cache) is not split: one block makes fewer, larger matrix products and
-#: keeps its columns from forward to backward (reduced AlexNet's grouped conv2 at
-#: batch 32, 19 MB: about 12 ms for forward + backward in one block, 18 ms in three).
-SINGLE_BLOCK_BYTES = {"cpu": 24 << 20, "gpu": 1 << 30}
-
-
-def im2col(x_padded, KH: int, KW: int, SH: int, SW: int):
-    """Unfold every KH x KW receptive field of ``x_padded`` into a column.
-
-    Args:
-        x_padded: ``(N, C, Hp, Wp)``, already padded.
-        KH, KW: kernel size; SH, SW: stride.
-
-    Returns:
-        cols: ``(C*KH*KW, N*OH*OW)`` with ``cols[(c,i,j), (n,oh,ow)] =
-        x_padded[n, c, oh*SH + i, ow*SW + j]`` (see the module docstring), a
-        new array; ``x_padded`` is not written to.
-    """
-    xp = get_array_module(x_padded)
-    N, C, Hp, Wp = x_padded.shape
-    OH, OW = conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
-    sN, sC, sH, sW = x_padded.strides
-    # A read-only strided view, no copy: view[c, i, j, n, oh, ow] = x_padded[n, c, oh*SH+i, ow*SW+j]
-    view = xp.lib.stride_tricks.as_strided(
-        x_padded, shape=(C, KH, KW, N, OH, OW), strides=(sC, sH, sW, sN, sH * SH, sW * SW))
-    return xp.ascontiguousarray(view).reshape(C * KH * KW, N * OH * OW)  # the one copy
-
-
-def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
-    """The adjoint of :func:`im2col`: add every column back onto the image it came from.
-
-    A pixel that lies in several receptive fields (overlapping windows) receives
-    the sum of all their entries; this is how the gradient of ``im2col`` flows.
-
-    Args:
-        dcols: ``(C*KH*KW, N*OH*OW)`` in the layout of :func:`im2col`.
-        x_padded_shape: ``(N, C, Hp, Wp)``.
-
-    Returns:
-        dx_padded: ``(N, C, Hp, Wp)`` in ``dcols``' dtype.
-    """
-    xp = get_array_module(dcols)
-    N, C, Hp, Wp = x_padded_shape
-    OH, OW = conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
-    if tuple(dcols.shape) != (C * KH * KW, N * OH * OW):
-        raise ValueError(f"col2im: expected dcols of shape {(C * KH * KW, N * OH * OW)} for an "
-                         f"image {tuple(x_padded_shape)}, got {tuple(dcols.shape)}")
-    dcols6 = dcols.reshape(C, KH, KW, N, OH, OW)
-    dx_padded = xp.zeros((N, C, Hp, Wp), dtype=dcols.dtype)
-    for i in range(KH):          # one strided add per kernel offset (i, j):
-        for j in range(KW):      # output (oh, ow) read the pixel (oh*SH + i, ow*SW + j)
-            dx_padded[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] += dcols6[:, i, j].transpose(1, 0, 2, 3)
-    return dx_padded
-
-
-def same_padding(n: int, k: int, s: int) -> tuple:
+def same_padding(n: int, k: int, s: int, d: int = 1) -> tuple:
     """TF/Keras ``"same"`` padding along one axis: ``(before, after)``.
 
-    The output has ``ceil(n / s)`` positions; the total padding
-    ``max((ceil(n / s) - 1) * s + k - n, 0)`` is split evenly and, when odd, the
+    The output has ``ceil(n / s)`` positions; with the kernel's span
+    ``k' = d*(k-1) + 1`` (``k`` taps, dilation ``d``) the total padding
+    ``max((ceil(n / s) - 1) * s + k' - n, 0)`` is split evenly and, when odd, the
     extra row/column goes after (bottom/right), as in TensorFlow and Keras.
-    With ``s = 1`` the total is ``k - 1``: ``(k-1)//2`` before, the rest after.
+    With ``s = 1`` the total is ``k' - 1``: ``(k'-1)//2`` before, the rest after.
     """
+    span = d * (k - 1) + 1
     out = -(-n // s)
-    total = max((out - 1) * s + k - n, 0)
+    total = max((out - 1) * s + span - n, 0)
     return total // 2, total - total // 2
 
 
@@ -116,30 +58,35 @@ class Conv2D(Layer):
     Math, for output channel ``f`` in group ``g = f // (F/G)`` and its input
     channels ``c = g*C/G + c'`` (``c' = 0 .. C/G - 1``)::
 
-        y[n, f, oh, ow] = b[f] + sum_{c', i, j} W[f, c', i, j] * x_pad[n, g*C/G + c', oh*SH + i, ow*SW + j]
+        y[n, f, oh, ow] = b[f] + sum_{c', i, j} W[f, c', i, j] * x_pad[n, c, oh*SH + i*DH, ow*SW + j*DW]
 
     i.e. the kernel slides over the input *without* being flipped (true
     convolution would use ``W[f, c', KH-1-i, KW-1-j]``). Computed as one matrix
-    product per group on the columns of :func:`im2col`:
+    product per group on the columns of :func:`~nnlite.functional.im2col`:
     ``y_g = W_g (F/G, C/G*KH*KW) @ cols_g (C/G*KH*KW, N*OH*OW)``.
 
-    Backpropagation (``dy = dL/dy``), as correlations::
+    Backpropagation (``dy = dL/dy``)::
 
-        db[f]          = sum_{n, oh, ow} dy[n, f, oh, ow]
-        dW[f, c', i, j] = sum_{n, oh, ow} dy[n, f, oh, ow] * x_pad[n, c, oh*SH + i, ow*SW + j]
-                       -> the (valid) correlation of the input with dy   (dW_g = dy_g @ cols_g.T)
-        dx_pad[n, c]   = sum_f  full_correlation(dy_up[n, f], rot180(W[f, c']))
-                       =  sum_f  full_convolution(dy_up[n, f], W[f, c'])
-                       -> the full convolution of dy with the 180-degree rotated kernel
-                          (dcols_g = W_g.T @ dy_g, then col2im adds the columns back)
+        db[f]           = sum_{n, oh, ow} dy[n, f, oh, ow]
+        dW[f, c', i, j] = sum_{n, oh, ow} dy[n, f, oh, ow] * x_pad[n, c, oh*SH + i*DH, ow*SW + j*DW]
+                        -> the (valid) correlation of the input with dy    (dW_g = dy_g @ cols_g.T)
+        dx_pad[n, c, h, w] = sum_{f, i, j, oh, ow : oh*SH + i*DH = h, ow*SW + j*DW = w}
+                                 W[f, c', i, j] * dy[n, f, oh, ow]
+                        -> the transposed convolution of dy with W   (dcols_g = W_g.T @ dy_g,
+                           then col2im adds every column back where im2col took it)
 
-    where ``dy_up`` is ``dy`` with ``SH - 1`` (``SW - 1``) zeros inserted between
-    rows (columns) when the stride is larger than 1; ``dx`` is ``dx_pad``
-    without its padding.
+    For stride and dilation 1 the last line is ``dx_pad[n, c] = sum_f
+    full_convolution(dy[n, f], W[f, c'])``, the full *convolution* of dy with the
+    kernel itself, which is the same as the full *correlation* of dy with the
+    180-degree rotated kernel ``W[f, c', ::-1, ::-1]``. With a stride, dy first
+    gets ``SH - 1`` (``SW - 1``) zeros between its rows (columns); with a dilation,
+    the kernel gets ``DH - 1`` (``DW - 1``) zeros between its taps. ``dx`` is
+    ``dx_pad`` without its padding.
 
     Shapes (notation of :mod:`nnlite.layer`, G = groups):
         x: ``(N, C, H, W)``; y: ``(N, F, OH, OW)`` with
-        ``OH = floor((H + PT + PB - KH) / SH) + 1`` (``PT = PB = PH`` except for "same");
+        ``OH = floor((H + PT + PB - DH*(KH - 1) - 1) / SH) + 1`` (``PT = PB = PH`` except
+        for "same"; with ``DH = 1`` this is ``floor((H + 2*PH - KH) / SH) + 1``);
         W: ``(F, C/G, KH, KW)``; b: ``(F,)``.
 
     Args:
@@ -156,6 +103,8 @@ class Conv2D(Layer):
             groups; output group ``g`` sees only input group ``g`` (AlexNet's
             two-GPU "split" is ``groups=2``). C and F must be divisible by G.
         bias: learn a per-filter offset ``b``.
+        dilation: ``d`` or ``(DH, DW)``, the step between kernel taps (PyTorch's
+            ``dilation``; 1: adjacent pixels). A 3x3 kernel with dilation 2 spans 5x5.
         weight_init: initialiser name for W (see :mod:`nnlite.initializers`), with
             ``fan_in = C/G*KH*KW`` and ``fan_out = F/G*KH*KW``; b starts at zero.
         seed: int seed (or a :class:`~nnlite.backend.Generator`) for W.
@@ -163,21 +112,17 @@ class Conv2D(Layer):
         regularizer: optional regularizer attached to W (an :mod:`nnlite.regularizers`
             object, a name such as ``"l2"``, or the dict that ``get_config()`` holds).
 
-    Memory and speed: a large batch is unfolded a block of samples at a time (see
-    :data:`COLUMN_BLOCK_BYTES` and :data:`SINGLE_BLOCK_BYTES`), so the column buffer
-    is at most a few tens of MB whatever the batch size. Forward caches the padded
-    input (``C*Hp*Wp`` per sample, ``KH*KW`` times less than the columns) and
-    backward rebuilds each block's columns from it: on the CPU that is faster than
-    keeping them, because every block stays in the cache. When the whole batch is one
-    block, a training forward keeps its columns for backward, which then reuses their
-    buffer for dcols. When W is frozen nothing is cached for dW (dx needs W only).
-    im2col and col2im run through :mod:`nnlite.kernels` (Numba on the CPU), which the
-    tests hold equal to the functions above.
+    Memory and speed: the fast path (:mod:`nnlite.kernels.conv_blocked`) unfolds a
+    large batch a block of samples at a time, so the column buffer is at most a few
+    tens of MB whatever the batch size; it caches the padded input and rebuilds each
+    block's columns in backward. The plain path (``use_reference(True)``) keeps the
+    whole batch's columns from forward to backward. When W is frozen nothing is
+    cached for dW (dx needs W only).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  groups: int = 1, bias: bool = True, weight_init: str = "he_normal", seed=None,
-                 name: str | None = None, regularizer=None):
+                 name: str | None = None, regularizer=None, dilation=1):
         super().__init__(name)
         for what, v in (("in_channels", in_channels), ("out_channels", out_channels),
                         ("groups", groups)):
@@ -189,9 +134,10 @@ class Conv2D(Layer):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2D")
         self.stride = pair(stride, "stride", "Conv2D")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1:
-            raise ValueError(f"Conv2D: kernel_size and stride must be >= 1, got "
-                             f"{kernel_size!r} and {stride!r}")
+        self.dilation = pair(dilation, "dilation", "Conv2D")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
+            raise ValueError(f"Conv2D: kernel_size, stride and dilation must be >= 1, got "
+                             f"{kernel_size!r}, {stride!r} and {dilation!r}")
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"Conv2D: padding must be an int, a pair, 'same' or 'valid', "
@@ -218,20 +164,22 @@ class Conv2D(Layer):
         if self.padding == "valid":
             return (0, 0, 0, 0)
         if self.padding == "same":
-            return same_padding(H, self.kernel_size[0], self.stride[0]) + \
-                same_padding(W, self.kernel_size[1], self.stride[1])
+            (KH, KW), (SH, SW), (DH, DW) = self.kernel_size, self.stride, self.dilation
+            return same_padding(H, KH, SH, DH) + same_padding(W, KW, SW, DW)
         PH, PW = self.padding
         return (PH, PH, PW, PW)
 
     def _geometry(self, H: int, W: int) -> tuple:
         """Padding and output size ``(pads, OH, OW)``; ValueError if the kernel does not fit."""
-        (KH, KW), (SH, SW) = self.kernel_size, self.stride
+        (KH, KW), (SH, SW), (DH, DW) = self.kernel_size, self.stride, self.dilation
         pads = self._pads(H, W)
         Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
-        if KH > Hp or KW > Wp:
-            raise ValueError(f"{self.name}: kernel {KH}x{KW} is larger than the padded input "
-                             f"{Hp}x{Wp} (input {H}x{W}, padding {self.padding!r})")
-        return pads, conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
+        span_h, span_w = DH * (KH - 1) + 1, DW * (KW - 1) + 1     # what the kernel covers
+        if span_h > Hp or span_w > Wp:
+            spans = f" (dilation {DH}x{DW}: it spans {span_h}x{span_w})" if DH * DW > 1 else ""
+            raise ValueError(f"{self.name}: kernel {KH}x{KW}{spans} is larger than the padded "
+                             f"input {Hp}x{Wp} (input {H}x{W}, padding {self.padding!r})")
+        return pads, dilated_output_size(Hp, KH, SH, DH), dilated_output_size(Wp, KW, SW, DW)
 
     def output_shape(self, input_shape: tuple) -> tuple:
         C, H, W = input_shape
@@ -242,106 +190,76 @@ class Conv2D(Layer):
         return (self.out_channels, OH, OW)
 
     # ------------------------------------------------------------ passes
-    def _blocks(self, a, N: int, OH: int, OW: int) -> list:
-        """``(start, stop)`` ranges of samples processed together, of (nearly) equal sizes.
-
-        A block's columns and output rows take about :data:`COLUMN_BLOCK_BYTES`,
-        or the whole batch is one block if it fits in :data:`SINGLE_BLOCK_BYTES`;
-        ``a`` is any array of the batch (its device and dtype set the sizes).
-        """
-        (KH, KW), C, F = self.kernel_size, self.in_channels, self.out_channels
-        per_sample = (C * KH * KW + F) * OH * OW * a.dtype.itemsize
-        device = device_of(a)
-        if N * per_sample <= SINGLE_BLOCK_BYTES[device]:
-            return [(0, N)] if N else []
-        step = max(1, COLUMN_BLOCK_BYTES[device] // per_sample)
-        count = -(-N // step)                                    # ceil(N / step) blocks
-        return [(N * i // count, N * (i + 1) // count) for i in range(count)]
-
+    # The cache: (for_dW, kept, pads, x_padded.shape, y.shape). for_dW is what dW needs
+    # (the plain path's columns, the fast path's padded input; None when W is frozen);
+    # kept is None on the plain path and the fast path's list of kept columns otherwise.
     def forward(self, x, training: bool = False):
         C, F, G = self.in_channels, self.out_channels, self.groups
         self._check_input(x, ndim=4, channels=C, what=f"(N, {C}, H, W)")
         self._cache = None
+        pads, OH, OW = self._geometry(*x.shape[2:])
+        x_padded = zero_pad2d(x, *pads)                               # (N, C, Hp, Wp)
+        b = None if self.b is None else self.b.data
+        if not kernels.reference_forced():      # the fast path: the same products, in blocks
+            return self._forward_blocked(x_padded, b, pads, training)
+        N = x.shape[0]
+        cols = im2col(x_padded, *self.kernel_size, *self.stride, *self.dilation)  # (C*KH*KW, L)
+        W_groups = self.W.data.reshape(G, F // G, -1)                 # (G, F/G, C/G*KH*KW)
+        y_groups = W_groups @ cols.reshape(G, -1, N * OH * OW)        # (G, F/G, L): y_g = W_g @ cols_g
         xp = get_array_module(x)
-        N, _, H, W = x.shape
-        (KH, KW), (SH, SW) = self.kernel_size, self.stride
-        pads, OH, OW = self._geometry(H, W)
-
-        x_padded = zero_pad2d(x, *pads)                    # (N, C, Hp, Wp)
-        K, Fg = C // G * KH * KW, F // G                   # rows of cols / filters per group
-        W2 = self.W.data.reshape(F, K)                     # (F, C/G*KH*KW)
-        y = xp.empty((N, F, OH, OW), dtype=x.dtype)
-        blocks = self._blocks(x, N, OH, OW)                # blocks of samples (one if small)
-        # Columns that fit in one block are kept for backward, which comes next in training.
-        keep_cols = training and self.W.trainable and len(blocks) == 1
-        for s, e in blocks:
-            n = e - s
-            cols = kernels.im2col(x_padded[s:e], KH, KW, SH, SW)   # (C*KH*KW, n*OH*OW)
-            y2 = xp.empty((F, n * OH * OW), dtype=x.dtype)         # (F, n*OH*OW)
-            for g in range(G):                             # one matrix product per group
-                xp.matmul(W2[g * Fg:(g + 1) * Fg], cols[g * K:(g + 1) * K], out=y2[g * Fg:(g + 1) * Fg])
-            y4 = y2.reshape(F, n, OH, OW).transpose(1, 0, 2, 3)   # (n, F, OH, OW) view
-            if self.b is not None:                         # transpose and bias in one pass
-                xp.add(y4, self.b.data.reshape(1, F, 1, 1), out=y[s:e])
-            else:
-                y[s:e] = y4
-            del y2, y4
-
-        # dW needs the columns, which backward rebuilds from x_padded unless they were
-        # kept (one block); dx needs only W. (x_padded is x itself when there is no
-        # padding: forward never writes to it.)
-        self._cache = (x_padded if self.W.trainable else None, tuple(x_padded.shape), pads,
-                       tuple(y.shape), cols if keep_cols else None)
+        y = xp.ascontiguousarray(y_groups.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))  # (N, F, OH, OW)
+        if b is not None:
+            y += b.reshape(1, F, 1, 1)
+        self._cache = (cols if self.W.trainable else None, None, pads, x_padded.shape, y.shape)
         return y
 
     def backward(self, dy):
-        x_padded, x_padded_shape, pads, y_shape, kept_cols = self._saved()
+        for_dW, kept, pads, x_padded_shape, y_shape = self._saved()
         self._check_grad(dy, y_shape)
-        if kept_cols is not None:         # used once: its buffer becomes dcols below
-            self._cache = (x_padded, x_padded_shape, pads, y_shape, None)
-        xp = get_array_module(dy)
-        N, F, OH, OW = y_shape
-        C, G = self.in_channels, self.groups
-        (KH, KW), (SH, SW) = self.kernel_size, self.stride
-        K, Fg = C // G * KH * KW, F // G
-        top, bottom, left, right = pads
-        Hp, Wp = x_padded_shape[2:]
-        if self.W.trainable and x_padded is None:
+        if self.W.trainable and for_dW is None:
             raise RuntimeError(f"{self.name}: W was frozen during forward() and unfrozen "
                                f"before backward(); run forward(x) again")
+        if kept is not None:                    # forward took the fast path
+            return self._backward_blocked(dy)
+        (N, F, OH, OW), G = y_shape, self.groups
+        dy_groups = dy.transpose(1, 0, 2, 3).reshape(G, F // G, N * OH * OW)   # (G, F/G, L)
+        W_groups = self.W.data.reshape(G, F // G, -1)                 # (G, F/G, C/G*KH*KW)
+        if self.b is not None and self.b.trainable:
+            self.b.grad = dy.sum(axis=(0, 2, 3))                      # db: (F,)
+        if self.W.trainable:
+            cols_groups = for_dW.reshape(G, -1, N * OH * OW)          # (G, C/G*KH*KW, L)
+            dW_groups = dy_groups @ cols_groups.transpose(0, 2, 1)    # dW_g = dy_g @ cols_g.T
+            self.W.grad = dW_groups.reshape(self.W.data.shape)        # (F, C/G, KH, KW)
+        dcols = (W_groups.transpose(0, 2, 1) @ dy_groups).reshape(-1, N * OH * OW)  # dcols_g = W_g.T @ dy_g
+        dx_padded = col2im(dcols, x_padded_shape, *self.kernel_size, *self.stride, *self.dilation)
+        return crop2d(dx_padded, *pads)                               # (N, C, H, W)
 
-        W2 = self.W.data.reshape(F, K)                          # (F, C/G*KH*KW)
-        dW2 = xp.zeros_like(W2) if self.W.trainable else None   # (F, C/G*KH*KW), summed over blocks
-        db = xp.zeros((F,), dtype=dy.dtype)
-        dx = xp.empty((N, C, Hp - top - bottom, Wp - left - right), dtype=dy.dtype)
-        for s, e in self._blocks(dy, N, OH, OW):
-            n = e - s
-            dy2 = xp.ascontiguousarray(dy[s:e].transpose(1, 0, 2, 3)).reshape(F, n * OH * OW)
-            db += dy2.sum(axis=1)                               # (F,); dy is not written to
-            if dW2 is not None:
-                cols = kept_cols if kept_cols is not None else \
-                    kernels.im2col(x_padded[s:e], KH, KW, SH, SW)      # (C*KH*KW, n*OH*OW)
-                for g in range(G):                              # (cols_g @ dy_g.T).T: the faster order
-                    dW2[g * Fg:(g + 1) * Fg] += (cols[g * K:(g + 1) * K] @ dy2[g * Fg:(g + 1) * Fg].T).T
-                dcols = cols                                    # dW is done with it: reuse the buffer
-            else:
-                dcols = xp.empty((C * KH * KW, n * OH * OW), dtype=dy.dtype)
-            for g in range(G):                                  # dcols (C*KH*KW, n*OH*OW)
-                xp.matmul(W2[g * Fg:(g + 1) * Fg].T, dy2[g * Fg:(g + 1) * Fg], out=dcols[g * K:(g + 1) * K])
-            dx_padded = kernels.col2im(dcols, (n, C, Hp, Wp), KH, KW, SH, SW)   # (n, C, Hp, Wp)
-            dx[s:e] = dx_padded[:, :, top:Hp - bottom, left:Wp - right]     # crop the padding
-            del dy2, dcols, dx_padded
-        del kept_cols
+    def _forward_blocked(self, x_padded, b, pads, training: bool):
+        """Forward on the fast path (:func:`nnlite.kernels.conv_blocked.conv2d_forward`)."""
+        trainable = self.W.trainable
+        y, kept = conv_blocked.conv2d_forward(x_padded, self.W.data, b, self.stride,
+                                              self.dilation, self.groups,
+                                              keep_cols=training and trainable)
+        # x_padded is x itself when there is no padding: forward never writes to it.
+        self._cache = (x_padded if trainable else None, kept, pads, x_padded.shape, y.shape)
+        return y
+
+    def _backward_blocked(self, dy):
+        """Backward on the fast path (:func:`nnlite.kernels.conv_blocked.conv2d_backward`)."""
+        x_padded, kept, pads, x_padded_shape, _ = self._cache
+        dx, dW, db = conv_blocked.conv2d_backward(dy, x_padded, kept, self.W.data,
+                                                  self.W.trainable, self.stride, self.dilation,
+                                                  self.groups, pads, x_padded_shape)
         if self.b is not None and self.b.trainable:
             self.b.grad = db
-        if dW2 is not None:
-            self.W.grad = dW2.reshape(self.W.data.shape)        # (F, C/G, KH, KW)
-        return dx                                               # (N, C, H, W)
+        if dW is not None:
+            self.W.grad = dW
+        return dx
 
     def get_config(self) -> dict:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
-                "groups": self.groups, "bias": self.b is not None,
+                "groups": self.groups, "bias": self.b is not None, "dilation": self.dilation,
                 "weight_init": self.weight_init, "seed": self.seed, "name": self.name,
                 "regularizer": regularizers.to_config(self.W.regularizer, self.name)}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from . import regularizers
 from .backend import as_generator, get_array_module
-from .conv import col2im, im2col
+from .functional import col2im, im2col
 from .initializers import get_initializer, zeros
 from .layer import Layer, pair
 from .padding import crop2d, zero_pad2d

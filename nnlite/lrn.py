@@ -1,7 +1,8 @@
 """Local response normalisation across channels, as in AlexNet.
 
-``lrn_forward`` and ``lrn_backward`` are the readable references; the layer
-calls them through :mod:`nnlite.kernels` (a Numba kernel on the CPU), which
+``lrn_forward`` and ``lrn_backward`` (in :mod:`nnlite.functional`, imported
+here) are the readable references; the layer calls them through
+:mod:`nnlite.kernels` (a Numba kernel on the CPU, CUDA on the GPU), which
 ``tests/test_kernels.py`` holds equal to them.
 """
 from __future__ import annotations
@@ -10,35 +11,8 @@ import math
 import numbers
 
 from . import kernels
+from .functional import channel_window_sum, lrn_backward, lrn_forward  # noqa: F401 (references)
 from .layer import Layer
-
-
-def channel_window_sum(a, before: int, after: int):
-    """``out[:, c] = sum_{c' = c - before}^{c + after} a[:, c']``, clipped to [0, C-1].
-
-    ``a`` is (N, C, H, W); the loop runs over the window offsets, not pixels.
-    """
-    out = a.copy()
-    for d in range(1, before + 1):
-        out[:, d:] += a[:, :-d]        # channel c gets a[c - d]
-    for d in range(1, after + 1):
-        out[:, :-d] += a[:, d:]        # channel c gets a[c + d]
-    return out
-
-
-def lrn_forward(x, size: int, alpha: float, beta: float, k: float):
-    """Return ``y``, the denominator base ``s`` and ``s**-beta`` (all (N, C, H, W))."""
-    s = k + (alpha / size) * channel_window_sum(x * x, size // 2, (size - 1) // 2)
-    p = s ** (-beta)
-    return x * p, s, p
-
-
-def lrn_backward(dy, x, s, p, size: int, alpha: float, beta: float):
-    """``dx_j = dy_j s_j^-beta - (2 alpha beta / size) x_j sum_{c: j in win(c)} dy_c x_c s_c^(-beta-1)``."""
-    t = dy * x * p / s                                  # dy_c * a_c * s_c^(-beta-1)
-    # j lies in window(c) iff c is in [j - (size-1)//2, j + size//2]: the window flipped
-    back = channel_window_sum(t, (size - 1) // 2, size // 2)
-    return dy * p - (2.0 * alpha * beta / size) * x * back
 
 
 class LocalResponseNorm(Layer):

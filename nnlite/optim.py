@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from . import kernels
 from .backend import get_array_module, to_numpy
+from .functional import adam_update, rmsprop_update, sgd_update  # noqa: F401 (adam_update: the reference)
 from .parameter import Parameter
 
 
@@ -161,6 +162,21 @@ class Optimizer:
         saved_type = state_dict.get("type", type(self).__name__)
         if saved_type != type(self).__name__:
             raise ValueError(f"cannot load {saved_type} state into {type(self).__name__}")
+        previous = {k: getattr(self, k) for k in self.hyperparameters}
+        for k, v in (state_dict.get("hyperparameters") or {}).items():
+            if k in self.hyperparameters:   # first: they can decide the state's keys (amsgrad)
+                setattr(self, k, type(getattr(self, k))(v))
+        try:
+            self.state = self._restore_state(state_dict)
+        except Exception:
+            for k, v in previous.items():
+                setattr(self, k, v)
+            raise
+        self.lr = state_dict.get("lr", self.lr)
+        self.t = int(state_dict.get("t", 0))
+
+    def _restore_state(self, state_dict: dict) -> dict:
+        """The per-parameter state of ``state_dict``, checked against the parameters."""
         new_state = {}
         for key, entry in (state_dict.get("state") or {}).items():
             i = int(key)
@@ -186,12 +202,7 @@ class Optimizer:
                 else:
                     restored[k] = type(template[k])(v)
             new_state[p] = restored
-        for k, v in (state_dict.get("hyperparameters") or {}).items():
-            if k in self.hyperparameters:
-                setattr(self, k, type(getattr(self, k))(v))
-        self.state = new_state
-        self.lr = state_dict.get("lr", self.lr)
-        self.t = int(state_dict.get("t", 0))
+        return new_state
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -199,33 +210,41 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    r"""Stochastic gradient descent, with optional (Nesterov) momentum.
+    r"""Stochastic gradient descent, with optional (Nesterov) momentum, in PyTorch's form.
 
     Plain (``momentum = 0``)::
 
         p <- p - lr g
 
-    Classical momentum, velocity form (Sutskever et al. 2013; Keras)::
+    Classical momentum (``torch.optim.SGD``; the buffer ``buf`` starts at 0)::
 
-        v <- mu v - lr g
-        p <- p + v
+        buf <- mu buf + g
+        p   <- p - lr buf
 
-    Nesterov (``nesterov=True``): the step looks ahead along the velocity::
+    Nesterov (``nesterov=True``): the step looks ahead along the buffer::
 
-        v <- mu v - lr g
-        p <- p + mu v - lr g
+        buf <- mu buf + g
+        p   <- p - lr (g + mu buf)
+
+    **The velocity form** ``v <- mu v - lr g; p <- p + v`` (Sutskever et al. 2013,
+    Keras, and nnlite before this version) gives the same iterates while ``lr`` is
+    constant (``v = -lr buf``), but not under a schedule: ``v`` keeps every old
+    learning rate inside it, while ``buf`` holds gradients only, so a new ``lr``
+    (:class:`StepDecay`) scales the whole next step at once, exactly as PyTorch's
+    ``StepLR`` with ``torch.optim.SGD``. Optimizer states saved in the velocity
+    form (key ``"v"``) still load: they are converted with the saved learning
+    rate, ``buf = -v / lr`` (exact for the next step; a saved ``lr`` of 0 gives a
+    zero buffer).
 
     The exponential-moving-average form used in the mathematics report (and
     in Andrew Ng's course) is::
 
-        v <- beta v + (1 - beta) g
-        p <- p - lr' v
+        u <- beta u + (1 - beta) g
+        p <- p - lr' u
 
-    With ``mu = beta`` the two produce the same iterates when
-    ``lr = (1 - beta) lr'`` (the velocity form's ``v`` equals
-    ``-lr/(1 - beta)`` times the EMA's): e.g. ``beta = 0.9, lr' = 0.1`` is
-    ``SGD(momentum=0.9, lr=0.01)``. They differ only while the learning rate
-    changes (the velocity form has the old ``lr`` baked into ``v``).
+    With ``mu = beta`` it produces the same iterates when ``lr = (1 - beta) lr'``
+    (``buf = u / (1 - beta)``): e.g. ``beta = 0.9, lr' = 0.1`` is
+    ``SGD(momentum=0.9, lr=0.01)``.
 
     Args:
         lr: learning rate.
@@ -234,7 +253,8 @@ class SGD(Optimizer):
         weight_decay: L2 coefficient ``wd``; coupled (``g + wd p``) unless
             ``decoupled=True`` (``p <- (1 - lr wd) p`` before the step).
 
-    State per parameter: ``v`` (only with momentum).
+    State per parameter: ``momentum_buffer`` (only with momentum; PyTorch's name).
+    The update itself is :func:`nnlite.functional.sgd_update`.
     """
 
     hyperparameters = ("momentum", "nesterov", "weight_decay", "decoupled")
@@ -254,24 +274,29 @@ class SGD(Optimizer):
         self.decoupled = bool(decoupled)
 
     def _init_state(self, p):
-        return {"v": get_array_module(p.data).zeros_like(p.data)} if self.momentum else {}
+        if not self.momentum:
+            return {}
+        return {"momentum_buffer": get_array_module(p.data).zeros_like(p.data)}
 
     def _update(self, p, state):
-        lr, mu = self.lr, self.momentum
-        g = self._gradient(p, self.weight_decay, self.decoupled, lr)
-        step = g * lr                        # lr g (one temporary)
-        if not mu:
-            p.data -= step                   # p <- p - lr g
-            return
-        v = state["v"]
-        v *= mu
-        v -= step                            # v <- mu v - lr g
-        if self.nesterov:
-            step *= -1.0
-            step += v * mu                   # mu v - lr g
-            p.data += step
-        else:
-            p.data += v                      # p <- p + v
+        g = self._gradient(p, self.weight_decay, self.decoupled, self.lr)
+        sgd_update(p.data, g, state.get("momentum_buffer"), self.lr, self.momentum,
+                   self.nesterov)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As :meth:`Optimizer.load_state_dict`; a velocity-form state (``"v"``) is converted."""
+        entries = state_dict.get("state") or {}
+        if any("v" in entry for entry in entries.values()):
+            lr = float(state_dict.get("lr", self.lr))
+            converted = {}
+            for key, entry in entries.items():
+                entry = dict(entry)
+                if "v" in entry:          # v = -lr buf  ->  buf = -v / lr
+                    v = to_numpy(entry.pop("v"))
+                    entry["momentum_buffer"] = -v / lr if lr else v * 0.0
+                converted[key] = entry
+            state_dict = {**state_dict, "state": converted}
+        super().load_state_dict(state_dict)
 
 
 class RMSProp(Optimizer):
@@ -294,7 +319,7 @@ class RMSProp(Optimizer):
         eps: small constant keeping the denominator away from zero.
         weight_decay, decoupled: as in :class:`SGD`.
 
-    State per parameter: ``s``.
+    State per parameter: ``s``. The update is :func:`nnlite.functional.rmsprop_update`.
     """
 
     hyperparameters = ("rho", "eps", "weight_decay", "decoupled")
@@ -317,18 +342,8 @@ class RMSProp(Optimizer):
         return {"s": get_array_module(p.data).zeros_like(p.data)}
 
     def _update(self, p, state):
-        xp = get_array_module(p.data)
         g = self._gradient(p, self.weight_decay, self.decoupled, self.lr)
-        s = state["s"]
-        tmp = g * g
-        tmp *= 1.0 - self.rho
-        s *= self.rho
-        s += tmp                             # s <- rho s + (1 - rho) g^2
-        xp.sqrt(s, out=tmp)
-        tmp += self.eps                      # sqrt(s) + eps
-        xp.divide(g, tmp, out=tmp)
-        tmp *= self.lr
-        p.data -= tmp                        # p <- p - lr g / (sqrt(s) + eps)
+        rmsprop_update(p.data, g, state["s"], self.lr, self.rho, self.eps)
 
 
 class Adam(Optimizer):
@@ -336,19 +351,31 @@ class Adam(Optimizer):
 
     With ``t`` the number of updates this parameter has received::
 
-        m <- beta1 m + (1 - beta1) g            (first moment)
-        v <- beta2 v + (1 - beta2) g^2          (second moment)
-        m_hat = m / (1 - beta1^t)               (bias corrections: m, v start at 0)
-        v_hat = v / (1 - beta2^t)
-        p <- p - lr m_hat / (sqrt(v_hat) + eps)
+        m     <- beta1 m + (1 - beta1) g        (first moment)
+        v     <- beta2 v + (1 - beta2) g^2      (second moment)
+        m_hat  = m / (1 - beta1^t)              (bias corrections: m, v start at 0)
+        v_hat  = v / (1 - beta2^t)
+        p     <- p - lr m_hat / (sqrt(v_hat) + eps)
 
     At ``t = 1``, ``m_hat = g`` and ``v_hat = g^2``, so the first step is
     ``lr`` per coordinate (times ``sign(g)``) whatever the gradient's scale.
+
+    AMSGrad (``amsgrad=True``, Reddi et al. 2018, as PyTorch defines it): keep
+    the largest *raw* second moment so far and bias-correct that one::
+
+        v_max <- max(v_max, v)                  (element-wise; starts at 0)
+        v_hat  = v_max / (1 - beta2^t)
+
+    so the per-coordinate step size never grows back after a large gradient.
 
     Note: the CNN mathematics report divides the *second* moment by
     ``1 - beta1^t`` and then uses the uncorrected second moment in the
     update; both are slips. The correction of ``v`` uses ``beta2`` and the
     update uses the corrected ``v_hat`` (Kingma & Ba 2015, Algorithm 1).
+
+    The update is :func:`nnlite.functional.adam_update` (the lines above, the
+    readable reference), run through :mod:`nnlite.kernels`: a fused Numba loop on
+    the CPU and a CUDA kernel on the GPU, held equal to it by the tests.
 
     Args:
         lr: learning rate (the largest step per coordinate, roughly).
@@ -357,15 +384,18 @@ class Adam(Optimizer):
         weight_decay: ``wd``. Coupled (default): ``g <- g + wd p`` (L2 in the
             loss, then rescaled by Adam like any gradient). ``decoupled=True``:
             AdamW, ``p <- p - lr wd p`` before the Adam step.
+        amsgrad: use AMSGrad's running maximum of ``v`` (default False, as PyTorch).
 
-    State per parameter: ``m``, ``v`` and ``t`` (its own step count, so a
-    parameter unfrozen late still gets the correct bias correction).
+    State per parameter: ``m``, ``v``, ``t`` (its own step count, so a
+    parameter unfrozen late still gets the correct bias correction) and, with
+    AMSGrad, ``v_max``.
     """
 
-    hyperparameters = ("beta1", "beta2", "eps", "weight_decay", "decoupled")
+    hyperparameters = ("beta1", "beta2", "eps", "weight_decay", "decoupled", "amsgrad")
 
     def __init__(self, params, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = False):
+                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = False,
+                 amsgrad: bool = False):
         super().__init__(params, lr)
         for name, b in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= b < 1.0:
@@ -379,52 +409,20 @@ class Adam(Optimizer):
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
         self.decoupled = bool(decoupled)
+        self.amsgrad = bool(amsgrad)
 
     def _init_state(self, p):
         xp = get_array_module(p.data)
-        return {"m": xp.zeros_like(p.data), "v": xp.zeros_like(p.data), "t": 0}
+        state = {"m": xp.zeros_like(p.data), "v": xp.zeros_like(p.data), "t": 0}
+        if self.amsgrad:
+            state["v_max"] = xp.zeros_like(p.data)
+        return state
 
     def _update(self, p, state):
-        b1, b2 = self.beta1, self.beta2
         g = self._gradient(p, self.weight_decay, self.decoupled, self.lr)
         state["t"] += 1
-        # Numba kernel on NumPy arrays, the plain adam_update below otherwise.
-        kernels.adam_update(p.data, g, state["m"], state["v"], self.lr, b1, b2, self.eps,
-                            state["t"])
-
-
-def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t: int) -> None:
-    """One Adam step, in place on the arrays ``p``, ``m`` and ``v`` (the reference).
-
-    ``g`` is the gradient (only read), ``t`` the step count *including* this
-    step (1 for the first update)::
-
-        m <- beta1 m + (1 - beta1) g
-        v <- beta2 v + (1 - beta2) g^2
-        p <- p - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-
-    which is ``p - lr m_hat / (sqrt(v_hat) + eps)`` with the bias corrections
-    folded into two Python-float scalars. One temporary the size of ``p``;
-    every operation writes in place (``out=``), and the scalars are Python
-    floats, so float32 arrays stay float32. :mod:`nnlite.kernels` runs the
-    same operations, in the same order, as one Numba loop on the CPU.
-    """
-    xp = get_array_module(p)
-    m *= beta1
-    tmp = g * (1.0 - beta1)
-    m += tmp                             # m <- b1 m + (1 - b1) g
-    v *= beta2
-    xp.multiply(g, g, out=tmp)
-    tmp *= 1.0 - beta2
-    v += tmp                             # v <- b2 v + (1 - b2) g^2
-    bc1 = 1.0 - beta1 ** t               # Python floats
-    bc2 = 1.0 - beta2 ** t
-    xp.sqrt(v, out=tmp)
-    tmp *= 1.0 / bc2 ** 0.5
-    tmp += eps                           # sqrt(v_hat) + eps
-    xp.divide(m, tmp, out=tmp)
-    tmp *= lr / bc1                      # lr m_hat / (sqrt(v_hat) + eps)
-    p -= tmp
+        kernels.adam_update(p.data, g, state["m"], state["v"], self.lr, self.beta1, self.beta2,
+                            self.eps, state["t"], v_max=state.get("v_max"))
 
 
 # ----------------------------------------------------------------- schedules
@@ -464,7 +462,9 @@ class LRSchedule:
 class StepDecay(LRSchedule):
     """Multiply the learning rate by ``gamma`` every ``step_size`` epochs.
 
-    ``lr(epoch) = base_lr * gamma ** (epoch // step_size)`` (PyTorch's StepLR).
+    ``lr(epoch) = base_lr * gamma ** (epoch // step_size)`` (PyTorch's StepLR). With
+    :class:`SGD` momentum, the trajectory is PyTorch's too: the momentum buffer
+    holds gradients, not old learning rates (see :class:`SGD`).
 
     Args:
         optimizer: the optimizer whose ``lr`` is set.

@@ -218,11 +218,11 @@ def test_gradcheck_Conv2D_frozen_W():
     assert layer._cache[0] is None            # no columns are kept for a frozen W
     sentinel = np.full(layer.W.shape, 3.0)
     layer.W.grad = sentinel
-    layer.backward(_x(layer._cache[3], seed=2))
+    layer.backward(_x(layer._cache[4], seed=2))   # _cache[4]: the output shape
     assert layer.W.grad is sentinel and (sentinel == 3.0).all()
     layer.W.trainable = True                  # unfrozen between forward and backward
     with pytest.raises(RuntimeError, match="run forward"):
-        layer.backward(_x(layer._cache[3], seed=2))
+        layer.backward(_x(layer._cache[4], seed=2))   # _cache[4]: the output shape
 
 
 # ------------------------------------------------------------ dtype, contract
@@ -283,7 +283,7 @@ def test_bad_input_names_layer_and_shapes():
     (dict(in_channels=0, out_channels=4, kernel_size=3), "in_channels must be a positive int"),
     (dict(in_channels=2, out_channels=4, kernel_size=3, padding="full"), "padding must be"),
     (dict(in_channels=2, out_channels=4, kernel_size=3, padding=-1), "padding must be >= 0"),
-    (dict(in_channels=2, out_channels=4, kernel_size=0), "kernel_size and stride must be >= 1"),
+    (dict(in_channels=2, out_channels=4, kernel_size=0), "kernel_size, stride and dilation must be >= 1"),
     (dict(in_channels=2, out_channels=4, kernel_size=3, stride=(1, 2, 3)), "stride must be an int or a pair"),
     (dict(in_channels=2, out_channels=4, kernel_size=3, weight_init="ones"), "unknown initializer"),
 ])

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import nnlite as nn
-from nnlite import conv, kernels, lrn, optim, pooling
+from nnlite import functional as F
+from nnlite import kernels
+from nnlite.kernels import conv_blocked
 
 cpu = pytest.importorskip("nnlite.kernels.cpu", reason="Numba is not installed")
 
@@ -38,6 +40,11 @@ COL2IM_CASES = [  # (N, C, Hp, Wp), (KH, KW), (SH, SW)
     ((2, 2, 5, 7), (5, 3), (1, 2)),       # kernel as tall as the image
     ((5, 1, 8, 8), (2, 2), (3, 3)),       # stride > kernel: pixels no window covers
 ]
+DILATED_CASES = [  # (N, C, Hp, Wp), (KH, KW), (SH, SW), (DH, DW)
+    ((2, 3, 9, 9), (3, 3), (1, 1), (2, 2)),
+    ((1, 2, 11, 8), (3, 2), (2, 1), (3, 2)),      # rectangular, stride and dilation mixed
+    ((2, 1, 7, 10), (2, 3), (3, 2), (1, 4)),      # dilation along one axis only
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -48,7 +55,7 @@ def test_col2im_equals_reference(shape, k, s, dtype):
     OH, OW = (Hp - k[0]) // s[0] + 1, (Wp - k[1]) // s[1] + 1
     dcols = randn(rng, (C * k[0] * k[1], N * OH * OW), dtype)
     got = cpu.col2im(dcols, shape, *k, *s)
-    want = conv.col2im(dcols, shape, *k, *s)
+    want = F.col2im(dcols, shape, *k, *s)
     assert got.dtype == want.dtype == dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
 
@@ -58,14 +65,35 @@ def test_col2im_equals_reference(shape, k, s, dtype):
 def test_im2col_equals_reference(shape, k, s, dtype):
     x = randn(np.random.default_rng(hash((shape, s)) % 2**32), shape, dtype)
     got = cpu.im2col(x, *k, *s)
-    want = conv.im2col(x, *k, *s)
+    want = F.im2col(x, *k, *s)
     assert got.dtype == dtype and got.flags.c_contiguous
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,k,s,d", DILATED_CASES)
+def test_dilated_im2col_and_col2im_equal_reference(shape, k, s, d, dtype):
+    rng = np.random.default_rng(hash((shape, k, s, d)) % 2**32)
+    x = randn(rng, shape, dtype)
+    cols = cpu.im2col(x, *k, *s, *d)
+    np.testing.assert_array_equal(cols, F.im2col(x, *k, *s, *d))
+    dcols = randn(rng, cols.shape, dtype)
+    np.testing.assert_array_equal(cpu.col2im(dcols, shape, *k, *s, *d),
+                                  F.col2im(dcols, shape, *k, *s, *d))
+    # the definition, written out: cols[(c, i, j), (n, oh, ow)] = x[n, c, oh*SH + i*DH, ow*SW + j*DW]
+    N, C = shape[:2]
+    OH = (shape[2] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    OW = (shape[3] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    by_tap = cols.reshape(C, k[0], k[1], N, OH, OW)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            want = x[:, :, i * d[0]::s[0], j * d[1]::s[1]][:, :, :OH, :OW].transpose(1, 0, 2, 3)
+            np.testing.assert_array_equal(by_tap[:, i, j], want)
+
+
 def test_im2col_reads_a_non_contiguous_input():
     x = randn(np.random.default_rng(2), (3, 4, 9, 16), np.float32)[:, 1:3, :, ::2]
-    np.testing.assert_array_equal(cpu.im2col(x, 3, 3, 2, 1), conv.im2col(x, 3, 3, 2, 1))
+    np.testing.assert_array_equal(cpu.im2col(x, 3, 3, 2, 1), F.im2col(x, 3, 3, 2, 1))
 
 
 def test_col2im_is_the_adjoint_of_im2col():
@@ -89,7 +117,7 @@ def test_col2im_accepts_a_non_contiguous_input():
     big = randn(rng, (2 * 9 * 2, 2 * 25), np.float32)
     dcols = big[::2, ::2]                                   # (18, 25), strided
     np.testing.assert_array_equal(cpu.col2im(dcols, (1, 2, 7, 7), 3, 3, 1, 1),
-                                  conv.col2im(dcols, (1, 2, 7, 7), 3, 3, 1, 1))
+                                  F.col2im(dcols, (1, 2, 7, 7), 3, 3, 1, 1))
 
 
 # --------------------------------------------------------------- max pool
@@ -107,7 +135,7 @@ POOL_CASES = [  # x shape, (KH, KW), (SH, SW), (PH, PW)
 
 def _pool_inputs(rng, shape, k, s, p, dtype, ties):
     x = (rng.integers(-2, 3, size=shape) if ties else rng.standard_normal(shape)).astype(dtype)
-    xpad = pooling.pad_hw(x, p[0], p[1], float("-inf"))
+    xpad = F.pad_hw(x, p[0], p[1], float("-inf"))
     OH = (shape[2] + 2 * p[0] - k[0]) // s[0] + 1
     OW = (shape[3] + 2 * p[1] - k[1]) // s[1] + 1
     return xpad, OH, OW
@@ -120,12 +148,12 @@ def test_max_pool_equals_reference(shape, k, s, p, dtype, ties):
     rng = np.random.default_rng(hash((shape, k, s, p, ties)) % 2**32)
     xpad, OH, OW = _pool_inputs(rng, shape, k, s, p, dtype, ties)
     y = cpu.max_pool_forward(xpad, *k, *s, OH, OW)
-    y_ref = pooling.max_pool_forward(xpad, *k, *s, OH, OW)
+    y_ref = F.max_pool_forward(xpad, *k, *s, OH, OW)
     assert y.dtype == dtype
     np.testing.assert_array_equal(y, y_ref)
     dy = randn(rng, y.shape, dtype)
     dx = cpu.max_pool_backward(dy, xpad, y, *k, *s)
-    dx_ref = pooling.max_pool_backward(dy, xpad, y_ref, *k, *s)
+    dx_ref = F.max_pool_backward(dy, xpad, y_ref, *k, *s)
     assert dx.dtype == dtype and dx.shape == xpad.shape
     np.testing.assert_array_equal(dx, dx_ref)
 
@@ -149,12 +177,12 @@ def test_max_pool_nan_behaves_like_the_reference():
     xpad = randn(rng, (1, 2, 6, 6), np.float32)
     xpad[0, 0, 1, 1] = np.nan
     y = cpu.max_pool_forward(xpad, 2, 2, 2, 2, 3, 3)
-    y_ref = pooling.max_pool_forward(xpad, 2, 2, 2, 2, 3, 3)
+    y_ref = F.max_pool_forward(xpad, 2, 2, 2, 2, 3, 3)
     np.testing.assert_array_equal(y, y_ref)                 # NaN in the same places
     assert np.isnan(y[0, 0, 0, 0]) and np.isfinite(y[0, 1]).all()
     dy = randn(rng, y.shape, np.float32)
     np.testing.assert_array_equal(cpu.max_pool_backward(dy, xpad, y, 2, 2, 2, 2),
-                                  pooling.max_pool_backward(dy, xpad, y_ref, 2, 2, 2, 2))
+                                  F.max_pool_backward(dy, xpad, y_ref, 2, 2, 2, 2))
 
 
 # -------------------------------------------------------------------- LRN
@@ -174,14 +202,14 @@ def test_lrn_equals_reference(shape, size, dtype):
     x = 3 * randn(rng, shape, dtype)
     alpha, beta, k = 0.3, 0.75, 1.5          # large alpha: the window sum matters
     got = cpu.lrn_forward(x, size, alpha, beta, k)
-    want = lrn.lrn_forward(x, size, alpha, beta, k)
+    want = F.lrn_forward(x, size, alpha, beta, k)
     for a, b in zip(got, want):
         assert a.dtype == dtype
         np.testing.assert_array_equal(a, b)
     _, s, p = want
     dy = randn(rng, shape, dtype)
     dx = cpu.lrn_backward(dy, x, s, p, size, alpha, beta)
-    dx_ref = lrn.lrn_backward(dy, x, s, p, size, alpha, beta)
+    dx_ref = F.lrn_backward(dy, x, s, p, size, alpha, beta)
     assert dx.dtype == dtype
     np.testing.assert_array_equal(dx, dx_ref)
 
@@ -197,11 +225,42 @@ def test_adam_update_equals_reference_bit_for_bit(dtype):
         g = randn(rng, p.shape, dtype)
         g0 = g.copy()
         cpu.adam_update(p, g, m, v, 1e-2, 0.9, 0.999, 1e-8, t)
-        optim.adam_update(p2, g, m2, v2, 1e-2, 0.9, 0.999, 1e-8, t)
+        F.adam_update(p2, g, m2, v2, 1e-2, 0.9, 0.999, 1e-8, t)
         np.testing.assert_array_equal(g, g0)                 # the gradient is only read
     for a, b in ((p, p2), (m, m2), (v, v2)):
         assert a.dtype == dtype
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_amsgrad_update_equals_reference_bit_for_bit(dtype):
+    rng = np.random.default_rng(16)
+    p = randn(rng, (23, 7), dtype)
+    m, v, v_max = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+    p2, m2, v2, v_max2 = p.copy(), m.copy(), v.copy(), v_max.copy()
+    for t in range(1, 6):
+        g = randn(rng, p.shape, dtype) * (4.0 if t == 2 else 0.1)   # one large gradient
+        cpu.adam_update(p, g, m, v, 1e-2, 0.9, 0.99, 1e-8, t, v_max)
+        F.adam_update(p2, g, m2, v2, 1e-2, 0.9, 0.99, 1e-8, t, v_max2)
+    assert (v_max > v).any()                                  # the maximum is remembered
+    for a, b in ((p, p2), (m, m2), (v, v2), (v_max, v_max2)):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adam_reference_is_the_textbook_formula():
+    # m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t), p -= lr m_hat / (sqrt(v_hat) + eps)
+    rng = np.random.default_rng(17)
+    p = rng.standard_normal(9)
+    m, v = np.zeros(9), np.zeros(9)
+    want, mm, vv = p.copy(), np.zeros(9), np.zeros(9)
+    for t in range(1, 4):
+        g = rng.standard_normal(9)
+        F.adam_update(p, g, m, v, 0.1, 0.8, 0.95, 1e-3, t)
+        mm = 0.8 * mm + 0.2 * g
+        vv = 0.95 * vv + 0.05 * g * g
+        want -= 0.1 * (mm / (1 - 0.8 ** t)) / (np.sqrt(vv / (1 - 0.95 ** t)) + 1e-3)
+    np.testing.assert_allclose(p, want, rtol=1e-15, atol=1e-15)
 
 
 def test_adam_optimizer_same_with_and_without_kernels():
@@ -247,17 +306,40 @@ CONV_CASES = [  # Conv2D kwargs, input shape
           groups=3), (3, 6, 7, 7)),
     (dict(in_channels=1, out_channels=5, kernel_size=5, stride=2, padding=2), (2, 1, 12, 10)),
     (dict(in_channels=2, out_channels=3, kernel_size=4, padding="same", bias=False), (1, 2, 6, 5)),
+    (dict(in_channels=2, out_channels=4, kernel_size=3, dilation=2, padding=1), (2, 2, 9, 8)),
+    (dict(in_channels=4, out_channels=2, kernel_size=(2, 3), stride=(1, 2), dilation=(3, 1),
+          padding="same", groups=2), (1, 4, 8, 7)),
 ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kwargs,shape", CONV_CASES)
 def test_conv2d_layer_same_with_and_without_kernels(kwargs, shape, dtype):
+    # The fast path (conv_blocked + Numba) against the plain path written in Conv2D: the
+    # same sums, in a different order of matrix products, so equal to rounding.
     x = randn(np.random.default_rng(7), shape, dtype)
     fast, plain = _layer_both_ways(lambda: nn.Conv2D(**kwargs, seed=2).astype(dtype), x)
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
     for a, b in zip(fast, plain):
-        assert a.dtype == dtype
-        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype == dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_fast_path_in_blocks_equals_plain_path(monkeypatch, dtype):
+    # Several blocks of samples (odd sizes, stride, padding, groups), frozen W too.
+    monkeypatch.setitem(conv_blocked.SINGLE_BLOCK_BYTES, "cpu", 0)
+    monkeypatch.setitem(conv_blocked.COLUMN_BLOCK_BYTES, "cpu", 1)       # one sample a block
+    x = randn(np.random.default_rng(9), (3, 4, 9, 7), dtype)
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    for frozen in (False, True):
+        def make():
+            layer = nn.Conv2D(4, 6, 3, stride=2, padding=1, groups=2, seed=4).astype(dtype)
+            layer.W.trainable = not frozen
+            return layer
+        fast, plain = _layer_both_ways(make, x)
+        for a, b in zip(fast, plain):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
 
 
 @pytest.mark.parametrize("layer", ["max", "lrn"])
@@ -279,16 +361,16 @@ def test_conv2d_in_column_blocks_equals_one_block(monkeypatch, groups):
     x = randn(rng, (5, 4, 7, 6), np.float32)
     dy = randn(rng, (5, 6, 4, 6), np.float32)
     results = []
-    monkeypatch.setitem(conv.SINGLE_BLOCK_BYTES, "cpu", 0)
+    monkeypatch.setitem(conv_blocked.SINGLE_BLOCK_BYTES, "cpu", 0)
     for block_bytes in (1 << 30, 1):
-        monkeypatch.setitem(conv.COLUMN_BLOCK_BYTES, "cpu", block_bytes)
+        monkeypatch.setitem(conv_blocked.COLUMN_BLOCK_BYTES, "cpu", block_bytes)
         layer = nn.Conv2D(4, 6, 3, stride=(2, 1), padding=1, groups=groups, seed=3)
         y = layer.forward(x, training=True)
         assert layer._cache[0].shape == (5, 4, 9, 8)      # the padded input
-        kept = layer._cache[4]                             # columns: kept only as one block
-        assert (kept is not None) == (block_bytes > 1) and (kept is None or kept.shape == (36, 120))
+        kept = layer._cache[1]                             # columns: kept only as one block
+        assert len(kept) == (block_bytes > 1) and all(c.shape == (36, 120) for c in kept)
         dx = layer.backward(dy)
-        assert layer._cache[4] is None                     # their buffer became dcols
+        assert layer._cache[1] == []                       # used once: their buffer became dcols
         np.testing.assert_array_equal(layer.backward(dy), dx)   # backward can run twice
         results.append((y, dx, layer.W.grad, layer.b.grad))
     for one, blocks in zip(*results):
@@ -297,13 +379,15 @@ def test_conv2d_in_column_blocks_equals_one_block(monkeypatch, groups):
 
 
 def test_conv2d_blocks_cover_the_batch_in_equal_parts():
-    layer = nn.Conv2D(32, 64, 5, padding="same")
     x = np.zeros((64, 32, 24, 24), np.float32)     # (800 + 64) * 576 * 4 B = 1.9 MB a sample
-    assert layer._blocks(x, 64, 24, 24) == [(4 * i, 4 * i + 4) for i in range(16)]   # 8 MB
-    assert layer._blocks(x, 14, 24, 24) == [(0, 3), (3, 7), (7, 10), (10, 14)]  # not 4+4+4+2
-    assert layer._blocks(x, 12, 24, 24) == [(0, 12)]   # 24 MB or less: one block
-    assert layer._blocks(x, 0, 24, 24) == []
-    assert layer._blocks(x.astype(np.float64), 64, 24, 24) == [(2 * i, 2 * i + 2) for i in range(32)]
+
+    def blocks(a, N):                              # Conv2D(32, 64, 5, padding="same") on 24x24
+        return conv_blocked.sample_blocks(a, N, 32, 64, 5, 5, 24, 24)
+    assert blocks(x, 64) == [(4 * i, 4 * i + 4) for i in range(16)]   # 8 MB
+    assert blocks(x, 14) == [(0, 3), (3, 7), (7, 10), (10, 14)]       # not 4+4+4+2
+    assert blocks(x, 12) == [(0, 12)]                                 # 24 MB or less: one block
+    assert blocks(x, 0) == []
+    assert blocks(x.astype(np.float64), 64) == [(2 * i, 2 * i + 2) for i in range(32)]
 
 
 # ------------------------------------------------------------- dispatch
@@ -338,12 +422,40 @@ def test_environment_variable_forces_the_plain_path(monkeypatch):
         kernels.use_reference(previous)
 
 
+def test_dispatcher_holds_its_references_and_imports_no_layer():
+    # The references are looked up once, in nnlite.functional; no layer module is imported.
+    import ast
+    import pathlib
+    assert kernels.REFERENCES["im2col"] is F.im2col
+    assert kernels.REFERENCES["adam_update"] is F.adam_update
+    layer_modules = {"conv", "pooling", "lrn", "optim", "losses", "activations", "dense",
+                     "sequential", "training", "serialization", "containers"}
+    root = pathlib.Path(F.__file__).parent
+    for path in [root / "functional.py", *sorted((root / "kernels").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[-1]} | {a.name for a in node.names}
+                assert not names & layer_modules, f"{path.name} imports {names & layer_modules}"
+
+
+def test_dispatched_dilated_im2col_and_amsgrad_take_a_covered_path():
+    x = randn(np.random.default_rng(5), (1, 2, 7, 7), np.float32)
+    np.testing.assert_array_equal(kernels.im2col(x, 3, 3, 1, 1, 2, 2), F.im2col(x, 3, 3, 1, 1, 2, 2))
+    p = randn(np.random.default_rng(6), (5,), np.float32)
+    p_non_contiguous_state = p.copy()
+    m, v, v_max = (np.zeros(10, np.float32)[::2] for _ in range(3))   # strided: the reference
+    kernels.adam_update(p_non_contiguous_state, p, m, v, 0.1, 0.9, 0.999, 1e-8, 1, v_max)
+    want, m2, v2, v_max2 = p.copy(), np.zeros(5, np.float32), np.zeros(5, np.float32), np.zeros(5, np.float32)
+    F.adam_update(want, p, m2, v2, 0.1, 0.9, 0.999, 1e-8, 1, v_max2)
+    np.testing.assert_array_equal(p_non_contiguous_state, want)
+
+
 def test_dispatched_results_equal_the_reference_results():
     # The public names route to the kernels and give the reference's answer.
     rng = np.random.default_rng(11)
     xpad = randn(rng, (2, 3, 6, 6), np.float32)
     y = kernels.max_pool_forward(xpad, 2, 2, 2, 2, 3, 3)
-    np.testing.assert_array_equal(y, pooling.max_pool_forward(xpad, 2, 2, 2, 2, 3, 3))
+    np.testing.assert_array_equal(y, F.max_pool_forward(xpad, 2, 2, 2, 2, 3, 3))
     dcols = randn(rng, (3 * 4, 2 * 9), np.float32)
     np.testing.assert_array_equal(kernels.col2im(dcols, (2, 3, 4, 4), 2, 2, 1, 1),
-                                  conv.col2im(dcols, (2, 3, 4, 4), 2, 2, 1, 1))
+                                  F.col2im(dcols, (2, 3, 4, 4), 2, 2, 1, 1))

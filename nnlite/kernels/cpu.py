@@ -1,26 +1,26 @@
 """Numba kernels for the CPU: the fast twins of nnlite's plain NumPy references.
 
 Each public function here has exactly the signature and the result of a
-plain reference function elsewhere in nnlite, which stays the readable
+plain reference function in :mod:`nnlite.functional`, which stays the readable
 definition of what is computed; ``tests/test_kernels.py`` holds the two
 equal, bit for bit:
 
 =====================  =====================================
 kernel                 reference
 =====================  =====================================
-``im2col``             :func:`nnlite.conv.im2col`
-``col2im``             :func:`nnlite.conv.col2im`
-``max_pool_forward``   :func:`nnlite.pooling.max_pool_forward`
-``max_pool_backward``  :func:`nnlite.pooling.max_pool_backward`
-``lrn_forward``        :func:`nnlite.lrn.lrn_forward`
-``lrn_backward``       :func:`nnlite.lrn.lrn_backward`
-``adam_update``        :func:`nnlite.optim.adam_update`
+``im2col``             :func:`nnlite.functional.im2col`
+``col2im``             :func:`nnlite.functional.col2im`
+``max_pool_forward``   :func:`nnlite.functional.max_pool_forward`
+``max_pool_backward``  :func:`nnlite.functional.max_pool_backward`
+``lrn_forward``        :func:`nnlite.functional.lrn_forward`
+``lrn_backward``       :func:`nnlite.functional.lrn_backward`
+``adam_update``        :func:`nnlite.functional.adam_update`
 =====================  =====================================
 
 Do not call these directly: go through :mod:`nnlite.kernels`, which picks
 this module only for NumPy float32/float64 arrays and when Numba imports.
 Shape notation: see :mod:`nnlite.layer` (N, C, H, W, KH, KW, SH, SW, OH, OW;
-``Hp``, ``Wp`` are padded sizes).
+``Hp``, ``Wp`` are padded sizes, ``DH``, ``DW`` the dilation).
 
 How the kernels are written, and why (measured on the 2-core benchmark
 machine, see ``benchmarks/README.md``):
@@ -58,7 +58,7 @@ import numba
 import numpy
 from numba import uint64 as _u
 
-from ..layer import conv_output_size
+from ..functional import check_cols_shape, dilated_output_size
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -70,14 +70,14 @@ def _flat(a):
 
 # ------------------------------------------------------------------ im2col
 @numba.njit(**_JIT)
-def _im2col_kernel(x, N, C, Hp, Wp, KH, KW, SH, SW, OH, OW, out):
-    """``out[(c, i, j), (n, oh, ow)] = x[n, c, oh*SH + i, ow*SW + j]``, written row by row."""
+def _im2col_kernel(x, N, C, Hp, Wp, KH, KW, SH, SW, DH, DW, OH, OW, out):
+    """``out[(c, i, j), (n, oh, ow)] = x[n, c, oh*SH + i*DH, ow*SW + j*DW]``, written row by row."""
     for c in range(C):
         for i in range(KH):
             for j in range(KW):
                 ob = ((c * KH + i) * KW + j) * N * OH * OW     # row (c, i, j) of cols
                 for n in range(N):
-                    xb = (n * C + c) * Hp * Wp + i * Wp + j
+                    xb = (n * C + c) * Hp * Wp + i * DH * Wp + j * DW
                     for oh in range(OH):
                         orow = ob + (n * OH + oh) * OW
                         xrow = xb + oh * SH * Wp
@@ -85,26 +85,27 @@ def _im2col_kernel(x, N, C, Hp, Wp, KH, KW, SH, SW, OH, OW, out):
                             out[_u(orow + ow)] = x[_u(xrow + ow * SW)]
 
 
-def im2col(x_padded, KH: int, KW: int, SH: int, SW: int):
-    """Numba :func:`nnlite.conv.im2col`: the same gather as one compiled copy.
+def im2col(x_padded, KH: int, KW: int, SH: int, SW: int, DH: int = 1, DW: int = 1):
+    """Numba :func:`nnlite.functional.im2col`: the same gather as one compiled copy.
 
-    ``cols[(c, i, j), (n, oh, ow)] = x_padded[n, c, oh*SH + i, ow*SW + j]``,
+    ``cols[(c, i, j), (n, oh, ow)] = x_padded[n, c, oh*SH + i*DH, ow*SW + j*DW]``,
     shape ``(C*KH*KW, N*OH*OW)``. The reference copies a strided view with
     NumPy, whose copy loop restarts every OW elements; this writes each row
     of ``cols`` front to back (about 2x faster for a 5x5 kernel).
     """
     N, C, Hp, Wp = x_padded.shape
-    KH, KW, SH, SW = (int(v) for v in (KH, KW, SH, SW))
-    OH, OW = conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
+    KH, KW, SH, SW, DH, DW = (int(v) for v in (KH, KW, SH, SW, DH, DW))
+    OH, OW = dilated_output_size(Hp, KH, SH, DH), dilated_output_size(Wp, KW, SW, DW)
     out = numpy.empty((C * KH * KW, N * OH * OW), dtype=x_padded.dtype)
-    _im2col_kernel(_flat(x_padded), N, C, Hp, Wp, KH, KW, SH, SW, OH, OW, out.reshape(-1))
+    _im2col_kernel(_flat(x_padded), N, C, Hp, Wp, KH, KW, SH, SW, DH, DW, OH, OW,
+                   out.reshape(-1))
     return out
 
 
 # ------------------------------------------------------------------ col2im
 @numba.njit(**_JIT)
-def _col2im_kernel(d, N, C, KH, KW, OH, OW, Hp, Wp, SH, SW, out):
-    """``out[n, c, oh*SH + i, ow*SW + j] += d[(c, i, j), (n, oh, ow)]``; out is zeroed here.
+def _col2im_kernel(d, N, C, KH, KW, OH, OW, Hp, Wp, SH, SW, DH, DW, out):
+    """``out[n, c, oh*SH + i*DH, ow*SW + j*DW] += d[(c, i, j), (n, oh, ow)]``; out is zeroed here.
 
     ``d`` is read front to back; for a fixed (i, j) every pixel gets at most
     one term, and the (i, j) run in increasing order as in the reference.
@@ -116,7 +117,7 @@ def _col2im_kernel(d, N, C, KH, KW, OH, OW, Hp, Wp, SH, SW, out):
             for j in range(KW):
                 db = ((c * KH + i) * KW + j) * N * OH * OW     # row (c, i, j) of dcols
                 for n in range(N):
-                    ob = (n * C + c) * Hp * Wp + i * Wp + j
+                    ob = (n * C + c) * Hp * Wp + i * DH * Wp + j * DW
                     for oh in range(OH):
                         orow = ob + oh * SH * Wp
                         drow = db + (n * OH + oh) * OW
@@ -124,20 +125,18 @@ def _col2im_kernel(d, N, C, KH, KW, OH, OW, Hp, Wp, SH, SW, out):
                             out[_u(orow + ow * SW)] += d[_u(drow + ow)]
 
 
-def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
-    """Numba :func:`nnlite.conv.col2im`: add ``(C*KH*KW, N*OH*OW)`` columns onto ``(N, C, Hp, Wp)``.
+def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int, DH: int = 1, DW: int = 1):
+    """Numba :func:`nnlite.functional.col2im`: add ``(C*KH*KW, N*OH*OW)`` columns onto ``(N, C, Hp, Wp)``.
 
     One pass over ``dcols`` in memory order (a non-contiguous ``dcols`` is
     copied first); the result is identical to the reference.
     """
     N, C, Hp, Wp = (int(v) for v in x_padded_shape)
-    KH, KW, SH, SW = (int(v) for v in (KH, KW, SH, SW))
-    OH, OW = conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
-    if tuple(dcols.shape) != (C * KH * KW, N * OH * OW):
-        raise ValueError(f"col2im: expected dcols of shape {(C * KH * KW, N * OH * OW)} for an "
-                         f"image {tuple(x_padded_shape)}, got {tuple(dcols.shape)}")
+    KH, KW, SH, SW, DH, DW = (int(v) for v in (KH, KW, SH, SW, DH, DW))
+    OH, OW = dilated_output_size(Hp, KH, SH, DH), dilated_output_size(Wp, KW, SW, DW)
+    check_cols_shape(dcols, (N, C, Hp, Wp), KH, KW, OH, OW)
     out = numpy.empty((N, C, Hp, Wp), dtype=dcols.dtype)
-    _col2im_kernel(_flat(dcols), N, C, KH, KW, OH, OW, Hp, Wp, SH, SW, out.reshape(-1))
+    _col2im_kernel(_flat(dcols), N, C, KH, KW, OH, OW, Hp, Wp, SH, SW, DH, DW, out.reshape(-1))
     return out
 
 
@@ -184,7 +183,7 @@ def _max_pool_2x2_forward_kernel(x, NC, Hp, Wp, OH, OW, y):
 
 
 def max_pool_forward(xpad, KH, KW, SH, SW, OH, OW):
-    """Numba :func:`nnlite.pooling.max_pool_forward`: ``(N, C, Hp, Wp) -> (N, C, OH, OW)``.
+    """Numba :func:`nnlite.functional.max_pool_forward`: ``(N, C, Hp, Wp) -> (N, C, OH, OW)``.
 
     ``MaxPool2D(2)`` (2x2 windows, stride 2) has its own kernel, about 3x faster.
     """
@@ -254,7 +253,7 @@ def _max_pool_2x2_backward_kernel(dy, x, y, NC, Hp, Wp, OH, OW, zero, dx):
 
 
 def max_pool_backward(dy, xpad, y, KH, KW, SH, SW):
-    """Numba :func:`nnlite.pooling.max_pool_backward`; returns the gradient w.r.t. ``xpad``.
+    """Numba :func:`nnlite.functional.max_pool_backward`; returns the gradient w.r.t. ``xpad``.
 
     Ties go to the first element of the window equal to ``y`` in row-major
     order, as in the reference, and a pixel shared by overlapping windows
@@ -303,7 +302,7 @@ def _lrn_base_kernel(x, N, C, HW, before, after, scale, k, s):
 
 
 def lrn_forward(x, size: int, alpha: float, beta: float, k: float):
-    """Numba :func:`nnlite.lrn.lrn_forward`: returns ``(y, s, p)``, each ``(N, C, H, W)``.
+    """Numba :func:`nnlite.functional.lrn_forward`: returns ``(y, s, p)``, each ``(N, C, H, W)``.
 
     The windowed sum of squares is one compiled pass; ``s ** -beta`` stays
     with NumPy, whose ``power`` is vectorised (Numba's is one ``powf`` call per
@@ -344,7 +343,7 @@ def _lrn_backward_kernel(dy, x, s, p, N, C, HW, before, after, coef, t, dx):
 
 
 def lrn_backward(dy, x, s, p, size: int, alpha: float, beta: float):
-    """Numba :func:`nnlite.lrn.lrn_backward`: ``dx`` of shape ``(N, C, H, W)``.
+    """Numba :func:`nnlite.functional.lrn_backward`: ``dx`` of shape ``(N, C, H, W)``.
 
     The backward window is the forward one flipped: ``(size-1)//2`` channels
     before, ``size//2`` after (see :class:`nnlite.lrn.LocalResponseNorm`).
@@ -361,29 +360,54 @@ def lrn_backward(dy, x, s, p, size: int, alpha: float, beta: float):
 
 # ------------------------------------------------------------------- Adam
 @numba.njit(**_JIT)
-def _adam_kernel(p, g, m, v, b1, one_minus_b1, b2, one_minus_b2, inv_sqrt_bc2, eps, step):
+def _adam_kernel(p, g, m, v, b1, one_minus_b1, b2, one_minus_b2, bc1, bc2, lr, eps):
     """In place, on flat arrays: the reference's operations in the reference's order."""
     for i in range(p.size):
         gi = g[i]
-        mi = m[i] * b1 + gi * one_minus_b1
-        vi = v[i] * b2 + (gi * gi) * one_minus_b2
+        mi = m[i] * b1 + one_minus_b1 * gi
+        vi = v[i] * b2 + one_minus_b2 * (gi * gi)
         m[i] = mi
         v[i] = vi
-        p[i] -= (mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)) * step
+        m_hat = mi / bc1
+        v_hat = vi / bc2
+        p[i] -= lr * m_hat / (math.sqrt(v_hat) + eps)
 
 
-def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t: int) -> None:
-    """Numba :func:`nnlite.optim.adam_update`: one in-place Adam step on ``p``, ``m``, ``v``.
+@numba.njit(**_JIT)
+def _adam_amsgrad_kernel(p, g, m, v, v_max, b1, one_minus_b1, b2, one_minus_b2, bc1, bc2,
+                         lr, eps):
+    """AMSGrad: as :func:`_adam_kernel`, with ``v_hat`` from the running maximum of ``v``."""
+    for i in range(p.size):
+        gi = g[i]
+        mi = m[i] * b1 + one_minus_b1 * gi
+        vi = v[i] * b2 + one_minus_b2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        largest = v_max[i]
+        largest = vi if (vi > largest or vi != vi) else largest     # numpy.maximum: NaN wins
+        v_max[i] = largest
+        m_hat = mi / bc1
+        v_hat = largest / bc2
+        p[i] -= lr * m_hat / (math.sqrt(v_hat) + eps)
 
-    ``p``, ``m``, ``v`` must be C-contiguous (the dispatcher checks); ``g`` is
-    only read. One pass over memory instead of the reference's nine, and no
-    temporary: about 5x faster, with bit-identical results.
+
+def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t: int,
+                v_max=None) -> None:
+    """Numba :func:`nnlite.functional.adam_update`: one in-place Adam step on ``p``, ``m``, ``v``.
+
+    ``m_hat = m / (1 - beta1^t)``, ``v_hat = v / (1 - beta2^t)`` (or ``v_max``'s, for
+    AMSGrad), ``p -= lr m_hat / (sqrt(v_hat) + eps)``. ``p``, ``m``, ``v`` (and ``v_max``)
+    must be C-contiguous (the dispatcher checks); ``g`` is only read. One pass over
+    memory instead of the reference's dozen, and no temporary, with bit-identical results.
     """
     dt = p.dtype.type
-    bc1, bc2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
-    _adam_kernel(p.reshape(-1), _flat(g), m.reshape(-1), v.reshape(-1), dt(beta1),
-                 dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2), dt(1.0 / bc2 ** 0.5), dt(eps),
-                 dt(lr / bc1))
+    scalars = (dt(beta1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2), dt(1.0 - beta1 ** t),
+               dt(1.0 - beta2 ** t), dt(lr), dt(eps))
+    if v_max is None:
+        _adam_kernel(p.reshape(-1), _flat(g), m.reshape(-1), v.reshape(-1), *scalars)
+    else:
+        _adam_amsgrad_kernel(p.reshape(-1), _flat(g), m.reshape(-1), v.reshape(-1),
+                             v_max.reshape(-1), *scalars)
 
 
 __all__ = ["im2col", "col2im", "max_pool_forward", "max_pool_backward", "lrn_forward",

@@ -1,34 +1,27 @@
 """Kernel dispatch: one name, the fastest implementation that fits the arrays.
 
-The layers call the functions of this module instead of their plain
-references; each function has exactly the reference's signature and
-result, and picks an implementation from its first array argument:
+Each function here has exactly the signature and the result of its plain
+reference in :mod:`nnlite.functional` and picks an implementation from its
+first array argument:
 
 1. not a NumPy array (a CuPy array): :mod:`nnlite.kernels.gpu` (imported on
    first use; CUDA kernels), called with C-contiguous copies of any
-   non-contiguous array arguments; where that module lacks the function, the
-   plain reference, which runs on CuPy too;
+   non-contiguous array arguments; where that module lacks the function (or
+   the case, e.g. a dilated im2col or AMSGrad), the plain reference, which
+   runs on CuPy too;
 2. a NumPy float32/float64 array, Numba importable and the reference path not
    forced: :mod:`nnlite.kernels.cpu` (Numba, compiled on first use and cached);
 3. otherwise: the plain NumPy reference, the readable definition.
 
-=====================  ==========================================  ======================
-function               reference (the definition)                  used by
-=====================  ==========================================  ======================
-``im2col``             :func:`nnlite.conv.im2col`                  ``Conv2D.forward``
-``col2im``             :func:`nnlite.conv.col2im`                  ``Conv2D.backward``
-``max_pool_forward``   :func:`nnlite.pooling.max_pool_forward`     ``MaxPool2D.forward``
-``max_pool_backward``  :func:`nnlite.pooling.max_pool_backward`    ``MaxPool2D.backward``
-``lrn_forward``        :func:`nnlite.lrn.lrn_forward`              ``LocalResponseNorm``
-``lrn_backward``       :func:`nnlite.lrn.lrn_backward`             ``LocalResponseNorm``
-``adam_update``        :func:`nnlite.optim.adam_update`            ``Adam.step`` (CPU only)
-=====================  ==========================================  ======================
+The references are imported once, with this module, from
+:mod:`nnlite.functional`, which imports no layer: nothing here imports a
+layer module, and no layer module is imported back.
 
 Forcing the plain references (lessons that step through them, tests that
 compare, or a machine where Numba misbehaves):
 
 * ``NNLITE_KERNELS=reference`` in the environment, read at every call; or
-* ``nnlite.kernels.use_reference(True)`` (returns the previous setting;
+* :func:`use_reference` (``True``; returns the previous setting;
   ``use_reference(None)`` goes back to following the environment).
 
 :func:`backend_for` says which implementation a given array would get.
@@ -39,10 +32,18 @@ import os
 
 import numpy
 
+from .. import functional
+from ..backend import get_array_module
+
 _FLOATS = (numpy.dtype("float32"), numpy.dtype("float64"))
 _forced: bool | None = None      # None: follow NNLITE_KERNELS
 _cpu_module = None               # the imported nnlite.kernels.cpu, False if Numba is missing
 _gpu_module = None               # the imported nnlite.kernels.gpu, False if it does not exist
+
+#: name -> the plain reference (the definition) in nnlite.functional
+REFERENCES = {name: getattr(functional, name) for name in (
+    "im2col", "col2im", "max_pool_forward", "max_pool_backward", "lrn_forward",
+    "lrn_backward", "adam_update")}
 
 
 def use_reference(flag: bool | None = True) -> bool | None:
@@ -67,7 +68,7 @@ def reference_forced() -> bool:
 
 
 def _cpu():
-    """``nnlite.kernels.cpu``, or None when Numba cannot be imported."""
+    """``nnlite.kernels.cpu``, or None when Numba cannot be imported (imported once)."""
     global _cpu_module
     if _cpu_module is None:
         try:
@@ -79,35 +80,17 @@ def _cpu():
 
 
 def _gpu():
-    """``nnlite.kernels.gpu``, or None when that module does not exist."""
+    """``nnlite.kernels.gpu``, or None when that module does not exist (imported once)."""
     global _gpu_module
     if _gpu_module is None:
         try:
             from . import gpu as module
         except ModuleNotFoundError as e:
-            if e.name != __name__ + ".gpu":
+            if e.name != __package__ + ".gpu":
                 raise            # the module exists but one of its imports is missing
             module = False
         _gpu_module = module
     return _gpu_module or None
-
-
-def _reference(name: str):
-    """The plain reference function called ``name`` (imported late: those modules import us)."""
-    if name in ("im2col", "col2im"):
-        from .. import conv
-        f = getattr(conv, name)
-    elif name in ("max_pool_forward", "max_pool_backward"):
-        from .. import pooling
-        f = getattr(pooling, name)
-    elif name in ("lrn_forward", "lrn_backward"):
-        from .. import lrn
-        f = getattr(lrn, name)
-    elif name == "adam_update":
-        from ..optim import adam_update as f
-    else:
-        raise ValueError(f"nnlite.kernels: no kernel called {name!r}")
-    return f
 
 
 def _contiguous_args(f):
@@ -116,7 +99,6 @@ def _contiguous_args(f):
         flags = getattr(a, "flags", None)
         if flags is None or flags.c_contiguous:
             return a
-        from ..backend import get_array_module
         return get_array_module(a).ascontiguousarray(a)
 
     def call(*args):
@@ -125,11 +107,16 @@ def _contiguous_args(f):
     return call
 
 
-def _pick(name: str, a):
-    """The implementation of ``name`` for an array like ``a`` (see the module docstring)."""
-    reference = _reference(name)          # also rejects an unknown name
+def _pick(name: str, a, gpu_ok: bool = True):
+    """The implementation of ``name`` for an array like ``a`` (see the module docstring).
+
+    ``gpu_ok=False``: the GPU module does not cover this case; CuPy arrays get the reference.
+    """
+    reference = REFERENCES.get(name)
+    if reference is None:
+        raise ValueError(f"nnlite.kernels: no kernel called {name!r}")
     if not isinstance(a, numpy.ndarray):
-        gpu = _gpu()
+        gpu = _gpu() if gpu_ok else None
         f = getattr(gpu, name, None) if gpu is not None else None
         if f is None:
             return reference
@@ -145,8 +132,7 @@ def _pick(name: str, a):
 
 def backend_for(name: str, a) -> str:
     """``"gpu"``, ``"numba"`` or ``"reference"``: what ``name`` would run for an array like ``a``."""
-    f = _pick(name, a)
-    module = getattr(f, "__module__", "")
+    module = getattr(_pick(name, a), "__module__", "")
     if module.endswith(".kernels.gpu"):
         return "gpu"
     if module.endswith(".kernels.cpu"):
@@ -155,49 +141,64 @@ def backend_for(name: str, a) -> str:
 
 
 # ------------------------------------------------------------ the kernels
-def im2col(x_padded, KH: int, KW: int, SH: int, SW: int):
-    """Unfold receptive fields into ``(C*KH*KW, N*OH*OW)`` columns; see :func:`nnlite.conv.im2col`."""
-    return _pick("im2col", x_padded)(x_padded, KH, KW, SH, SW)
+def im2col(x_padded, KH: int, KW: int, SH: int, SW: int, DH: int = 1, DW: int = 1):
+    """Unfold receptive fields into ``(C*KH*KW, N*OH*OW)`` columns; see :func:`nnlite.functional.im2col`.
+
+    A dilated case (``DH`` or ``DW`` > 1) runs the Numba kernel or the reference (the
+    CUDA kernel has no dilation).
+    """
+    if DH == DW == 1:
+        return _pick("im2col", x_padded)(x_padded, KH, KW, SH, SW)
+    return _pick("im2col", x_padded, gpu_ok=False)(x_padded, KH, KW, SH, SW, DH, DW)
 
 
-def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
-    """Add ``(C*KH*KW, N*OH*OW)`` columns back onto ``(N, C, Hp, Wp)``; see :func:`nnlite.conv.col2im`."""
-    return _pick("col2im", dcols)(dcols, x_padded_shape, KH, KW, SH, SW)
+def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int, DH: int = 1, DW: int = 1):
+    """Add ``(C*KH*KW, N*OH*OW)`` columns back onto ``(N, C, Hp, Wp)``; see :func:`nnlite.functional.col2im`."""
+    if DH == DW == 1:
+        return _pick("col2im", dcols)(dcols, x_padded_shape, KH, KW, SH, SW)
+    return _pick("col2im", dcols, gpu_ok=False)(dcols, x_padded_shape, KH, KW, SH, SW, DH, DW)
 
 
 def max_pool_forward(xpad, KH, KW, SH, SW, OH, OW):
-    """Window maxima ``(N, C, OH, OW)``; see :func:`nnlite.pooling.max_pool_forward`."""
+    """Window maxima ``(N, C, OH, OW)``; see :func:`nnlite.functional.max_pool_forward`."""
     return _pick("max_pool_forward", xpad)(xpad, KH, KW, SH, SW, OH, OW)
 
 
 def max_pool_backward(dy, xpad, y, KH, KW, SH, SW):
-    """Gradient w.r.t. ``xpad``, ties to the first maximum; see :func:`nnlite.pooling.max_pool_backward`."""
+    """Gradient w.r.t. ``xpad``, ties to the first maximum; see :func:`nnlite.functional.max_pool_backward`."""
     return _pick("max_pool_backward", dy)(dy, xpad, y, KH, KW, SH, SW)
 
 
 def lrn_forward(x, size: int, alpha: float, beta: float, k: float):
-    """``(y, s, p)``; see :func:`nnlite.lrn.lrn_forward`."""
+    """``(y, s, p)``; see :func:`nnlite.functional.lrn_forward`."""
     return _pick("lrn_forward", x)(x, size, alpha, beta, k)
 
 
 def lrn_backward(dy, x, s, p, size: int, alpha: float, beta: float):
-    """``dx``; see :func:`nnlite.lrn.lrn_backward`."""
+    """``dx``; see :func:`nnlite.functional.lrn_backward`."""
     return _pick("lrn_backward", dy)(dy, x, s, p, size, alpha, beta)
 
 
-def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t: int) -> None:
-    """One in-place Adam step on ``p``, ``m``, ``v``; see :func:`nnlite.optim.adam_update`.
+def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t: int,
+                v_max=None) -> None:
+    """One in-place Adam step on ``p``, ``m``, ``v`` (and ``v_max``); see :func:`nnlite.functional.adam_update`.
 
-    The Numba kernel needs ``p``, ``m``, ``v`` contiguous and of one dtype;
-    anything else takes the reference.
+    NumPy arrays get the fused Numba kernel, CuPy arrays the fused CUDA kernel
+    (:mod:`nnlite.kernels.gpu`; AMSGrad there takes the reference). The Numba kernel
+    needs ``p``, ``m``, ``v`` (and ``v_max``) contiguous and of one dtype; anything
+    else takes the reference.
     """
-    f = _pick("adam_update", p)
-    if f.__module__.endswith(".kernels.cpu") and not (
-            p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous
-            and p.dtype == m.dtype == v.dtype == g.dtype and g.shape == p.shape):
-        f = _reference("adam_update")
-    return f(p, g, m, v, lr, beta1, beta2, eps, t)
+    f = _pick("adam_update", p, gpu_ok=v_max is None)
+    if f.__module__.endswith(".kernels.cpu"):
+        state = (p, m, v) if v_max is None else (p, m, v, v_max)
+        if not (all(a.flags.c_contiguous and a.dtype == p.dtype for a in state)
+                and g.dtype == p.dtype and g.shape == p.shape):
+            f = REFERENCES["adam_update"]
+    if v_max is None:
+        return f(p, g, m, v, lr, beta1, beta2, eps, t)
+    return f(p, g, m, v, lr, beta1, beta2, eps, t, v_max)
 
 
-__all__ = ["use_reference", "reference_forced", "backend_for", "im2col", "col2im",
-           "max_pool_forward", "max_pool_backward", "lrn_forward", "lrn_backward", "adam_update"]
+__all__ = ["REFERENCES", "use_reference", "reference_forced", "backend_for", "im2col",
+           "col2im", "max_pool_forward", "max_pool_backward", "lrn_forward", "lrn_backward",
+           "adam_update"]
