@@ -48,6 +48,7 @@ Phantom files (:mod:`mammo_demo.whole.phantom`) say so in a text field:
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,11 +193,11 @@ def apply_lut(values: np.ndarray, descriptor, lut) -> np.ndarray:
 
 
 def _lut_data(item):
-    """The VOI LUT table of a sequence item as integers (pydicom may give raw bytes)."""
+    """The VOI LUT table of a sequence item as integers (one 16-bit word per entry when
+    pydicom hands over the raw OW bytes)."""
     data = item.LUTData
     if isinstance(data, (bytes, bytearray)):
-        bits = int(item.LUTDescriptor[2])
-        return np.frombuffer(data, dtype=np.uint8 if bits <= 8 else "<u2")
+        return np.frombuffer(bytes(data[:len(data) // 2 * 2]), dtype="<u2")
     return np.asarray(data)
 
 
@@ -234,11 +235,19 @@ def is_phantom_dataset(ds) -> bool:
 
 def read_header(path):
     """The data set of ``path`` without its pixel data (fast), or one-line ValueError."""
-    import pydicom
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True)
+        return _quiet_read(path, stop_before_pixels=True)
     except Exception as e:  # pydicom raises many types on damaged files
         raise _fail(path, f"not a DICOM file ({type(e).__name__}: {e})") from None
+
+
+def _quiet_read(path, **kwargs):
+    """``pydicom.dcmread`` without pydicom's warnings about damaged values (they become errors or
+    are harmless; a bulk read of a real data set would print thousands)."""
+    import pydicom
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return pydicom.dcmread(str(path), **kwargs)
 
 
 def read_stored(path):
@@ -247,9 +256,8 @@ def read_stored(path):
     The stored bits only (step 1 of the module docstring); one-line ValueError
     naming the file on any problem.
     """
-    import pydicom
     try:
-        ds = pydicom.dcmread(str(path))
+        ds = _quiet_read(path)
     except Exception as e:
         raise _fail(path, f"not a DICOM file ({type(e).__name__}: {e})") from None
     try:
@@ -271,7 +279,9 @@ def read_stored(path):
         if syntax and not UID(syntax).is_transfer_syntax:
             raise _fail(path, f"unknown transfer syntax {syntax}")
         try:
-            arr = ds.pixel_array
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                arr = ds.pixel_array
         except (NotImplementedError, RuntimeError) as e:
             raise _fail(path, f"unsupported transfer syntax {syntax} ({e})") from None
         if arr.shape != (rows, columns):

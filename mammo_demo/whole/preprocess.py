@@ -83,23 +83,73 @@ def area_matrix(n_in: int, n_out: int) -> np.ndarray:
     return (overlap / (high - low)).astype(np.float32)
 
 
-def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize a 2-D image to ``(height, width)`` by area averaging: ``R @ img @ C.T``."""
+def resize_area_reference(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-averaging resize as two matrix products, ``R @ img @ C.T`` (the readable reference)."""
     img = np.asarray(img, dtype=np.float32)
-    if height < 1 or width < 1:
-        raise ValueError(f"resize_area: bad output size {height}x{width}")
     rows = area_matrix(img.shape[0], height)   # (height, H)
     cols = area_matrix(img.shape[1], width)    # (width, W)
     return (rows @ img @ cols.T).astype(np.float32)
 
 
+def _area_axis(a: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """Area averaging along one axis through the running integral (O(n), same as the matrix).
+
+    With ``S(x)`` the integral of the piecewise-constant signal from 0 to ``x``
+    (a cumulative sum plus a fraction of the next pixel), output ``i`` is
+    ``(S((i + 1) s) - S(i s)) / s`` with ``s = n_in / n_out``.
+    """
+    a = np.moveaxis(a, axis, 0)
+    n_in = a.shape[0]
+    cum = np.zeros((n_in + 1,) + a.shape[1:], dtype=np.float64)
+    np.cumsum(a, axis=0, out=cum[1:])
+    edges = np.arange(n_out + 1, dtype=np.float64) * (n_in / n_out)
+    whole = np.minimum(np.floor(edges).astype(np.int64), n_in)
+    frac = (edges - whole).reshape((-1,) + (1,) * (a.ndim - 1))
+    integral = cum[whole] + frac * a[np.minimum(whole, n_in - 1)]
+    out = (integral[1:] - integral[:-1]) / (n_in / n_out)
+    return np.moveaxis(out, 0, axis)
+
+
+def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a 2-D image to ``(height, width)`` by area averaging (equal to
+    :func:`resize_area_reference`, in linear time)."""
+    img = np.asarray(img, dtype=np.float32)
+    if height < 1 or width < 1:
+        raise ValueError(f"resize_area: bad output size {height}x{width}")
+    out = _area_axis(_area_axis(img, height, 0), width, 1)
+    return out.astype(np.float32)
+
+
 def downscale(img: np.ndarray, factor: int) -> np.ndarray:
-    """Area-average downscale by an integer ``factor`` (output ``round(H / factor)`` etc.)."""
+    """Area averaging by an integer ``factor``: the mean of each ``factor x factor`` block.
+
+    Work pixel ``(i, j)`` covers original rows ``i f .. (i + 1) f - 1`` and columns
+    ``j f .. (j + 1) f - 1``; the last rows and columns that do not fill a
+    block (fewer than ``factor``) are dropped.
+    """
+    img = np.asarray(img, dtype=np.float32)
     if factor <= 1:
-        return np.asarray(img, dtype=np.float32).copy()
-    h = max(1, int(round(img.shape[0] / factor)))
-    w = max(1, int(round(img.shape[1] / factor)))
-    return resize_area(img, h, w)
+        return img.copy()
+    height, width = img.shape[0] // factor, img.shape[1] // factor
+    if height == 0 or width == 0:
+        return resize_area(img, max(1, height), max(1, width))
+    blocks = img[:height * factor, :width * factor].reshape(height, factor, width, factor)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
+def shrink_to(img: np.ndarray, size: int, fill: float = 0.0) -> np.ndarray:
+    """Area-average a square image to ``size x size``: block means first (fast on a
+    4000-pixel crop), then :func:`resize_area` on what is left (less than twice
+    ``size``). To fill whole blocks the image is first padded with ``fill`` on
+    the right and at the bottom (fewer pixels than the block side)."""
+    side = img.shape[0]
+    factor = side // size
+    if factor >= 2:
+        extra = -side % factor
+        if extra:
+            img = np.pad(img, ((0, extra), (0, extra)), constant_values=fill)
+        img = downscale(img, factor)
+    return resize_area(img, size, size)
 
 
 def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -144,7 +194,9 @@ def otsu_threshold(values: np.ndarray, bins: int = 256, value_range=None) -> flo
     needs only the cumulative sums ``w0`` and ``mu``: one pass, no loop.
 
     Returns the upper edge of bin ``k`` as a value: pixels ``> threshold`` are
-    class 1 (the foreground). A constant input returns that constant.
+    class 1 (the foreground). Where several ``k`` tie (empty bins between two
+    modes give a plateau) the middle one is taken. A constant input returns
+    that constant.
     """
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
@@ -163,7 +215,8 @@ def otsu_threshold(values: np.ndarray, bins: int = 256, value_range=None) -> flo
         between = (mu_total * w0 - mu) ** 2 / (w0 * w1)
     between[~np.isfinite(between)] = -1.0
     between[-1] = -1.0                    # class 1 must not be empty
-    k = int(np.argmax(between))
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    k = int(best[len(best) // 2])         # a plateau (empty bins between the modes): its middle
     return float(edges[k + 1])
 
 
@@ -427,7 +480,7 @@ def _finish(crop: np.ndarray, flip: bool, size: int, keep_aspect: bool, fill: fl
     if flip:
         crop = crop[:, ::-1]
     if keep_aspect:
-        crop = pad_to_square(crop, fill)
+        return shrink_to(pad_to_square(crop, fill), size, fill)
     return resize_area(crop, size, size)
 
 
