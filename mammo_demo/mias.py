@@ -33,7 +33,8 @@ indexes a pixel clips it (crops are padded anyway).
 What the parser accepts, and why:
 
 * blank lines, trailing spaces, tabs and Windows line ends (the real file has
-  trailing spaces on every ``NORM`` row);
+  trailing spaces on every ``NORM`` row), and a UTF-8 byte-order mark at the
+  start of the file (an editor's "UTF-8 with BOM");
 * a preamble before the first data row: the column header line
   (``REFNUM BG CLASS ...``) and any free text such as the README's
   description (the archive's README lists the films after such a text);
@@ -46,6 +47,13 @@ What the parser accepts, and why:
 Anything else in a data row (a row starting with ``mdb``), or a non-comment
 line that is not a data row after the first data row, raises
 :class:`MiasFormatError` naming the file, the 1-based line number and the problem.
+A line of the preamble that is shaped like a data row (its second and third
+fields are a background code and a class, or its first field ends in three
+digits, e.g. ``mbd001 G CIRC B ...``) is a data row with a typo in its
+reference number, and an error too: it must not vanish as "preamble". A
+``RADIUS`` larger than the image is an error naming the row (a circle that
+big cannot be an abnormality of this film, and cropping it would allocate
+gigabytes).
 
 A folder written by the phantom generator carries a marker file
 ``PHANTOM.txt`` (:data:`PHANTOM_MARKER`); the real database has none, so
@@ -187,18 +195,34 @@ def _parse_row(tokens: list[str], lineno: int, where: str, image_size: int) -> M
         fail(f"centre ({x}, {y}) lies outside the {image_size}x{image_size} image")
     if radius <= 0:
         fail(f"radius must be positive, found {radius}")
+    if radius > image_size:
+        fail(f"radius {radius} is larger than the {image_size}x{image_size} image")
     return MiasRecord(refnum, background, abnormality, severity, x, y, radius,
                       row=image_size - y, col=x, line=lineno)
 
 
+_BOMS = ("\ufeff", "\xef\xbb\xbf")     # the UTF-8 byte-order mark, decoded as UTF-8 or Latin-1
+_TYPO_REFNUM_RE = re.compile(r"^[A-Za-z]{2,4}\d{3}$")    # mbd001, ndb001, MDB001
+
+
+def _looks_like_a_row(tokens: list[str]) -> bool:
+    """A preamble line shaped like a data row whose reference number has a typo."""
+    if _TYPO_REFNUM_RE.match(tokens[0]):
+        return True
+    return len(tokens) >= 3 and tokens[1] in BACKGROUND_TISSUES and tokens[2] in ABNORMALITY_CLASSES
+
+
 def parse_info(text: str, source: str = "<string>", image_size: int = IMAGE_SIZE) -> list[MiasRecord]:
     """Parse the text of an ``Info.txt`` (see the module docstring for the rules)."""
+    for bom in _BOMS:
+        if text.startswith(bom):
+            text = text[len(bom):]
     records: list[MiasRecord] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         tokens = raw.split()
         if not tokens or tokens[0].startswith("#"):
             continue
-        if tokens[0].lower().startswith("mdb"):
+        if tokens[0].lower().startswith("mdb") or (not records and _looks_like_a_row(tokens)):
             records.append(_parse_row(tokens, lineno, source, image_size))
         elif records:
             raise MiasFormatError(

@@ -216,3 +216,82 @@ def test_phantom_marker_and_image_size(tmp_path):
     ds = load_mias(folder)                     # image size taken from the marker
     assert ds.is_phantom and ds.image_size == 32 and ds.summary()["phantom_seed"] == "3"
     assert "phantom" in repr(ds)
+
+
+# ------------------------------------------------------------------ issue 18: rows must not vanish
+def test_a_utf8_byte_order_mark_keeps_the_first_row(tmp_path):
+    path = tmp_path / "Info.txt"
+    path.write_bytes(b"\xef\xbb\xbfmdb001 G CIRC B 535 425 197\nmdb002 D NORM\n")
+    assert [r.refnum for r in read_info(path)] == ["mdb001", "mdb002"]
+    assert [r.refnum for r in parse_info("\ufeffmdb001 G NORM\n")] == ["mdb001"]
+
+
+@pytest.mark.parametrize("first", ["mbd001 G CIRC B 535 425 197", "ndb001 G NORM",
+                                   "xyz001 F CALC M", "mdv001 D NORM"])
+def test_a_typo_in_the_first_data_row_is_an_error_not_preamble(tmp_path, first):
+    path = tmp_path / "Info.txt"
+    path.write_text(f"REFNUM BG CLASS SEVERITY X Y RADIUS\n{first}\nmdb002 D NORM\n")
+    with pytest.raises(MiasFormatError) as err:
+        read_info(path)
+    assert str(path) in str(err.value) and "line 2" in str(err.value)
+    assert "is not 'mdb' followed by digits" in str(err.value)
+
+
+def test_rows_not_starting_with_mdb_after_the_first_row_are_errors(tmp_path):
+    path = tmp_path / "Info.txt"
+    path.write_text("mdb001 G NORM\nREFNUM BG CLASS\nmdb002 D NORM\n")
+    with pytest.raises(MiasFormatError, match=r"Info.txt, line 2: expected a data row"):
+        read_info(path)
+
+
+def test_a_radius_beyond_the_image_is_an_error_naming_the_row(tmp_path):
+    path = tmp_path / "Info.txt"
+    path.write_text("mdb001 G NORM\nmdb002 G CIRC B 535 425 100000\n")
+    with pytest.raises(MiasFormatError) as err:
+        read_info(path)
+    msg = str(err.value)
+    assert "line 2" in msg and "radius 100000 is larger than the 1024x1024 image" in msg
+    assert "mdb002 G CIRC B 535 425 100000" in msg
+    assert parse_info("mdb001 G CIRC B 10 10 1024\n")[0].radius == 1024      # the limit itself
+
+
+# ------------------------------------------------------------------ fuzzing the readers
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TOKENS = st.sampled_from(["mdb001", "mdb0", "MDB002", "mbd003", "G", "F", "D", "X", "CIRC", "CALC",
+                           "NORM", "SPIC", "B", "M", "*NOTE", "3*", "535", "-1", "0", "1024",
+                           "100000", "+7", "", "#", "\ufeff", "REFNUM", "\t", "١٢٣"])
+_LINES = st.lists(_TOKENS, max_size=9).map(" ".join)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.lists(_LINES, max_size=8).map("\n".join), st.text(max_size=200)),
+       st.sampled_from([64, 1024]))
+def test_fuzz_parse_info_raises_only_the_documented_error(text, size):
+    try:
+        records = parse_info(text, image_size=size)
+    except MiasFormatError:
+        return
+    for r in records:
+        assert r.refnum.startswith("mdb")
+        if r.radius is not None:
+            assert 0 < r.radius <= size and 0 <= r.x <= size and 0 <= r.y <= size
+
+
+_PGM_PARTS = st.sampled_from([b"P5", b"P2", b"\n", b" ", b"#c\n", b"2", b"3", b"255", b"0",
+                              b"65535", b"99999999", b"\x00\xff", b"\xef\xbb\xbf", b"-1"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.lists(_PGM_PARTS, max_size=12).map(b"".join), st.binary(max_size=64)))
+def test_fuzz_read_pgm_raises_only_the_documented_error(tmp_path, data):
+    path = tmp_path / "fuzz.pgm"
+    path.write_bytes(data)
+    try:
+        image = read_pgm(path)
+    except PGMError as e:
+        assert str(path) in str(e)
+        return
+    assert image.dtype == np.uint8 and image.ndim == 2 and image.size > 0
