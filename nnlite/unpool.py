@@ -6,7 +6,7 @@ larger one of size ``H x W``; both act on every channel separately.
 """
 from __future__ import annotations
 
-from .backend import get_array_module
+from .backend import device_of, get_array_module, to_device
 from .layer import Layer, pair
 from .pooling import MaxPool2D
 
@@ -134,6 +134,7 @@ class MaxUnpool2D(Layer):
         if tuple(x.shape) != tuple(indices.shape):
             raise ValueError(f"{self.name} expected input {tuple(indices.shape)} (the output of its "
                              f"MaxPool2D {pool.name!r}), got {tuple(x.shape)}")
+        indices = to_device(indices, device_of(x))                   # a no-op on the same device
         xp = get_array_module(x)
         N, C = x.shape[:2]
         H, W = self._plane(pool)

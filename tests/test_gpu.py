@@ -222,7 +222,21 @@ LAYER_CASES = [
               gc_shape=(1, 6, 2, 2), label="LocalResponseNorm-5"),
     LayerCase(lambda: nn.LocalResponseNorm(4, alpha=0.3, beta=0.6, k=1.5), (2, 3, 2, 3),
               gc_shape=(1, 3, 2, 2), label="LocalResponseNorm-4-few-channels"),
+    LayerCase(lambda: nn.BatchNorm2D(3), (4, 3, 3, 4), training=True, gc_shape=(2, 3, 2, 3),
+              label="BatchNorm2D-train"),
+    LayerCase(lambda: nn.BatchNorm2D(3), (4, 3, 3, 4), gc_shape=(2, 3, 2, 3), label="BatchNorm2D-eval"),
+    LayerCase(lambda: nn.BatchNorm1D(4), (5, 4, 3), training=True, gc_shape=(3, 4, 2),
+              label="BatchNorm1D-train"),
+    LayerCase(lambda: nn.Upsample2D((2, 3)), (2, 3, 3, 4), gc_shape=(1, 2, 2, 3)),
+    LayerCase(lambda: unpool_after_pool(nn.MaxPool2D(3, stride=2, padding=1), (2, 3, 7, 9)),
+              (2, 3, 4, 5), label="MaxUnpool2D-3x3s2-pad1"),
 ]
+
+
+def unpool_after_pool(pool, pool_input_shape):
+    """A MaxUnpool2D whose pool has run (on the CPU: the unpool reads its indices on x's device)."""
+    pool.forward(distinct(pool_input_shape, seed=12))
+    return nn.MaxUnpool2D(pool)
 
 
 def test_every_public_layer_has_a_gpu_case():
