@@ -409,3 +409,26 @@ def test_avg_pool_matches_pytorch(include):
     yt.backward(torch.from_numpy(dy))
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-13, atol=1e-15)
+
+
+def test_max_pool_indices_property_random_configs():
+    """Hypothesis: any kernel, stride, padding and size, with ties, matches the brute force."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=60, deadline=None, derandomize=True)
+    @hypothesis.given(k=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+                      s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+                      data=st.data())
+    def check(k, s, data):
+        p = (data.draw(st.integers(0, k[0] // 2)), data.draw(st.integers(0, k[1] // 2)))
+        H = data.draw(st.integers(max(1, k[0] - 2 * p[0]), 7))
+        W = data.draw(st.integers(max(1, k[1] - 2 * p[1]), 7))
+        levels = data.draw(st.integers(1, 6))                    # few levels: many ties
+        seed = data.draw(st.integers(0, 2**16))
+        x = np.random.default_rng(seed).integers(0, levels, (2, 2, H, W)).astype(np.float32)
+        layer = MaxPool2D(k, s, p)
+        layer.forward(x)
+        np.testing.assert_array_equal(layer.indices, loop_argmax(x, k, s, p))
+
+    check()
