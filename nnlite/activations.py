@@ -5,15 +5,18 @@ Softmax they are element-wise, so backward is ``dx = dy * f'(x)`` with the
 derivative written in the class docstring; Softmax couples the entries along
 one axis and its backward is a Jacobian-vector product.
 
-The core computations are the small module functions (``relu_forward``,
-``sigmoid_forward``, ``softmax_backward``, ...), so a faster kernel can be
-dropped in beside the readable one.
+The core computations are small functions (``relu_forward``,
+``softmax_backward`` here; the numerically stable :func:`~nnlite.functional.sigmoid`
+and :func:`~nnlite.functional.softmax` in :mod:`nnlite.functional`, the ones the
+losses and ``predict_proba`` use too), so a faster kernel can be dropped in
+beside the readable one.
 """
 from __future__ import annotations
 
 import math
 
 from .backend import get_array_module
+from .functional import sigmoid, softmax
 from .layer import Layer
 
 
@@ -29,35 +32,6 @@ def leaky_relu_forward(x, alpha: float):
     xp = get_array_module(x)
     positive = x > 0
     return xp.where(positive, x, alpha * x), positive
-
-
-def sigmoid_forward(x):
-    """Numerically stable logistic function.
-
-    With ``e = exp(-|x|)`` (always in (0, 1], so it never overflows)::
-
-        sigma(x) = 1 / (1 + e)   for x >= 0
-        sigma(x) = e / (1 + e)   for x <  0
-
-    Both are the same function ``1 / (1 + exp(-x))``; for |x| beyond about
-    90 (float32) or 745 (float64) ``e`` underflows to 0 quietly and the
-    result is exactly 1 or 0.
-    """
-    xp = get_array_module(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def softmax_forward(x, axis: int):
-    """``y = exp(x - max(x)) / sum(exp(x - max(x)))`` along ``axis``.
-
-    Subtracting the maximum changes nothing mathematically (it cancels in
-    the ratio) but keeps every exponent <= 0, so ``exp`` cannot overflow and
-    the denominator is at least 1.
-    """
-    xp = get_array_module(x)
-    e = xp.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 def softmax_backward(dy, y, axis: int):
@@ -165,7 +139,7 @@ class Tanh(Layer):
 class Sigmoid(Layer):
     """Logistic sigmoid, element-wise, stable for large |x|.
 
-    Forward::   y = 1 / (1 + exp(-x))    (computed via exp(-|x|): no overflow)
+    Forward::   y = 1 / (1 + exp(-x))    (:func:`nnlite.functional.sigmoid`, via exp(-|x|): no overflow)
     Backward::  dx = dy * y * (1 - y)    (sigma'(x) = sigma(x) * (1 - sigma(x)))
 
     For very large |x| the output is exactly 0 or 1 and the gradient 0.
@@ -180,7 +154,7 @@ class Sigmoid(Layer):
 
     def forward(self, x, training: bool = False):
         self._check_input(x)
-        y = sigmoid_forward(x)
+        y = sigmoid(x)
         self._cache = y
         return y
 
@@ -218,7 +192,7 @@ class Softmax(Layer):
         if not -x.ndim <= self.axis < x.ndim:
             raise ValueError(f"{self.name}: axis {self.axis} is out of range for input of "
                              f"shape {tuple(x.shape)} (rank {x.ndim})")
-        y = softmax_forward(x, self.axis)
+        y = softmax(x, self.axis)
         self._cache = y
         return y
 

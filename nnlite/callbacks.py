@@ -70,14 +70,16 @@ class _Monitor(Callback):
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved for more than ``patience`` epochs.
+    """Stop after ``patience`` epochs in a row without improvement, as Keras does.
 
     An epoch improves when its value beats the best so far by more than
-    ``min_delta`` (lower for ``mode="min"``, higher for ``"max"``). ``patience``
-    is the number of epochs without improvement that are *tolerated*: training
-    stops at the end of the ``(patience + 1)``-th consecutive one. (Keras stops
-    at the ``patience``-th, so Keras' ``patience=p`` is nnlite's ``p - 1``;
-    ``patience=0`` stops at the first epoch that does not improve.)
+    ``min_delta`` (lower for ``mode="min"``, higher for ``"max"``). ``wait``
+    counts the epochs since the last improvement; training stops at the end of
+    the epoch where it reaches ``patience`` (Keras' ``EarlyStopping(patience=p)``:
+    the best epoch, then ``p`` epochs that do not beat it). ``patience=0`` and
+    ``patience=1`` both stop at the first epoch that does not improve, as in
+    Keras. (Earlier versions of nnlite ran one epoch more, ``patience + 1``;
+    saved states, whose ``wait`` means the same, load unchanged.)
 
     With ``restore_best_weights=True`` the model's weights are set back to
     those of the best epoch when training stops (or ends). The best weights
@@ -107,7 +109,7 @@ class EarlyStopping(_Monitor):
                 self._best_weights = [p.data.copy() for p in self.model.parameters()]
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= self.patience:
                 self.stop_training = True
 
     def on_train_end(self) -> None:

@@ -18,7 +18,8 @@ with a plain ``Dense`` layer, not a ``Softmax``/``Sigmoid`` layer.
 
 Class weights follow PyTorch: with weights the value is the *weighted* mean
 ``sum_i w_i l_i / sum_i w_i`` (not ``/ N``), so multiplying all weights by a
-constant changes nothing.
+constant changes nothing. The stable log-softmax and sigmoid are those of
+:mod:`nnlite.functional`, shared with the activation layers.
 
 Errors: a wrong shape, a label out of range or a NaN/inf input raises
 ``ValueError`` naming the loss and what was expected and received. The
@@ -29,6 +30,7 @@ from __future__ import annotations
 import numpy
 
 from .backend import get_array_module
+from .functional import log_softmax, sigmoid
 
 
 class Loss:
@@ -122,18 +124,27 @@ class SoftmaxCrossEntropy(Loss):
       that sum to one.
 
     Args:
-        class_weights: optional (K,) non-negative weights ``w``. Each
-            (sample, class) pair with target mass ``t_ik`` counts with weight
-            ``w_k t_ik``::
+        class_weights: optional (K,) non-negative weights ``w``. With ``t'`` the
+            target after label smoothing (below), each (sample, class) pair counts
+            with weight ``w_k t'_ik``, and the sum is divided by the weight of the
+            targets *before* smoothing, ``D = sum_ik w_k t_ik`` (``sum_i w[y_i]`` for
+            labels)::
 
-                L = sum_ik w_k t_ik (-log p_ik) / sum_ik w_k t_ik
-                dL/dz_ij = (a_i p_ij - w_j t_ij) / sum_i a_i,   a_i = sum_k w_k t_ik
+                L        = sum_ik w_k t'_ik (-log p_ik) / D
+                dL/dz_ij = (a_i p_ij - w_j t'_ij) / D,      a_i = sum_k w_k t'_ik
 
-            For integer labels (or one-hot rows) this is PyTorch's weighted
-            mean ``sum_i w_{y_i} l_i / sum_i w_{y_i}``, and sparse and one-hot
-            targets give identical results.
+            For integer labels this is exactly PyTorch's
+            ``CrossEntropyLoss(weight=w, label_smoothing=eps)``::
+
+                L = (1 - eps) sum_i w[y_i] (-log p_{i, y_i}) / sum_i w[y_i]
+                    + (eps / K) sum_i sum_c w_c (-log p_ic) / sum_i w[y_i]
+
+            and one-hot rows give the same value as labels. (For *probability*
+            rows with class weights PyTorch divides by N instead of D; nnlite
+            keeps D, so that one-hot rows and labels agree.) Without weights ``D =
+            N``, the plain mean.
         label_smoothing: ``eps`` in [0, 1): the target becomes
-            ``(1 - eps) t + eps / K`` (as in PyTorch and Keras).
+            ``t' = (1 - eps) t + eps / K`` (as in PyTorch and Keras).
 
     Shapes: logits (N, K) float32/float64; target (N,) integers or (N, K);
     returns ``(value: float, dlogits: (N, K) in the logits' dtype)``.
@@ -188,27 +199,20 @@ class SoftmaxCrossEntropy(Loss):
         z = logits
         xp = get_array_module(z)
         n, k = z.shape
-        t = self._target_matrix(target, z)  # (N, K)
-        if self.label_smoothing:
+        t = self._target_matrix(target, z)                          # (N, K), before smoothing
+        logp = log_softmax(z, axis=1)                               # (N, K), stable
+        p = xp.exp(logp)                                            # softmax(z)
+
+        w = None if self.class_weights is None else \
+            self._check_class_weights(self.class_weights, k, z)    # (K,)
+        total = float(n) if w is None else float((t * w).sum())    # D: N, or sum_i w[y_i]
+        if not total > 0:
+            raise ValueError("SoftmaxCrossEntropy: the class weights of this batch's "
+                             "targets sum to 0, the weighted mean is undefined")
+        if self.label_smoothing:                                    # t' = (1 - eps) t + eps / K
             t = t * (1.0 - self.label_smoothing) + self.label_smoothing / k
-
-        # log-softmax via the log-sum-exp trick                     # all (N, K)
-        shifted = z - z.max(axis=1, keepdims=True)
-        logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-        p = xp.exp(logp)
-
-        if self.class_weights is None:
-            wt = t                                                  # target mass per (i, k)
-            a = t.sum(axis=1, keepdims=True)                        # (N, 1) row sums
-            total = float(n)                                        # plain mean over N rows
-        else:
-            w = self._check_class_weights(self.class_weights, k, z)
-            wt = t * w                                              # w_k t_ik
-            a = wt.sum(axis=1, keepdims=True)                       # (N, 1) a_i
-            total = float(a.sum())
-            if not total > 0:
-                raise ValueError("SoftmaxCrossEntropy: the class weights of this batch's "
-                                 "targets sum to 0, the weighted mean is undefined")
+        wt = t if w is None else t * w                              # w_k t'_ik
+        a = wt.sum(axis=1, keepdims=True)                           # (N, 1) a_i
         value = -float((wt * logp).sum()) / total
         dz = p * a
         dz -= wt
@@ -275,8 +279,7 @@ class BinaryCrossEntropy(Loss):
 
         e = xp.exp(-xp.abs(z))                          # in (0, 1]: never overflows
         softplus = xp.maximum(z, 0) + xp.log1p(e)       # softplus(z) = log(1 + exp(z))
-        sig = xp.where(z >= 0, 1, e) / (1 + e)          # sigmoid(z), stable on both sides
-        sig = sig.astype(z.dtype, copy=False)
+        sig = sigmoid(z)                                # stable on both sides
         if self.pos_weight is None:
             l = softplus - z * t                        # = t softplus(-z) + (1-t) softplus(z)
             dl = sig - t

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy
 
 from .backend import Generator, device_of, get_array_module, to_device, to_numpy
+from .functional import sigmoid, softmax
 from .regularizers import regularization
 
 
@@ -145,10 +146,8 @@ def predict_proba(model, x, *, batch_size: int = 256):
     """Class probabilities: softmax of the logits, or sigmoid for a single output."""
     z = predict(model, x, batch_size=batch_size).astype(numpy.float64)
     if z.ndim == 2 and z.shape[1] > 1:
-        e = numpy.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    z = z.reshape(-1)
-    return numpy.exp(-numpy.logaddexp(0.0, -z))  # sigmoid without overflow
+        return softmax(z, axis=1)               # the stable ones of nnlite.functional
+    return sigmoid(z.reshape(-1))
 
 
 def fit(model, x, y, *, loss, optimizer, epochs: int = 10, batch_size: int = 32,

@@ -34,9 +34,10 @@ def drive(callback, model, values, key="val_loss"):
 
 
 # ------------------------------------------------------------ EarlyStopping
-@pytest.mark.parametrize("patience, last_epoch", [(0, 2), (1, 3), (2, 4), (3, 5), (10, 6)])
-def test_patience_counts_tolerated_epochs(patience, last_epoch):
-    # best at epoch 1; epochs 2, 3, ... do not improve: stop at epoch 1 + patience + 1
+@pytest.mark.parametrize("patience, last_epoch", [(0, 2), (1, 2), (2, 3), (3, 4), (4, 5), (10, 6)])
+def test_patience_counts_epochs_without_improvement_as_keras(patience, last_epoch):
+    # best at epoch 1; epochs 2, 3, ... do not improve: stop at epoch 1 + patience (Keras),
+    # and patience 0 stops at the first epoch that does not improve, as patience 1
     values = [1.0, 0.5, 0.6, 0.7, 0.55, 0.8, 0.9]
     stopper = nn.EarlyStopping(monitor="val_loss", patience=patience)
     assert drive(stopper, tiny_model(), values) == last_epoch
@@ -45,7 +46,7 @@ def test_patience_counts_tolerated_epochs(patience, last_epoch):
 
 
 def test_improvement_resets_the_wait():
-    stopper = nn.EarlyStopping(monitor="val_loss", patience=1)
+    stopper = nn.EarlyStopping(monitor="val_loss", patience=2)
     values = [1.0, 1.1, 0.9, 1.0, 0.8, 0.85, 0.86, 0.1]
     assert drive(stopper, tiny_model(), values) == 6
     assert stopper.best_epoch == 4 and stopper.wait == 2
@@ -72,11 +73,22 @@ def test_mode_max_auto_and_min_delta():
 @pytest.mark.parametrize("restore", [True, False])
 def test_restore_best_weights(restore):
     model = tiny_model()
-    stopper = nn.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=restore)
+    stopper = nn.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=restore)
     last = drive(stopper, model, [1.0, 0.4, 0.6, 0.7, 0.3])
     assert last == 3
     expected = 1 if restore else 3           # the weights of the best epoch, or of the last one
     assert all((p.data == expected).all() for p in model.parameters())
+
+
+def test_a_state_saved_by_the_old_rule_loads_and_counts_on():
+    # A state dict written before the Keras rule (same keys, wait = epochs since the best)
+    model = tiny_model()
+    old_state = {"best": 0.5, "best_epoch": 1, "wait": 1, "best_weights": None}
+    stopper = nn.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=False)
+    stopper.on_train_begin(model)
+    stopper.load_state_dict(old_state)
+    stopper.on_epoch_end(3, {"val_loss": 0.7})
+    assert stopper.wait == 2 and stopper.stop_training
 
 
 def test_a_callback_can_serve_two_runs():
@@ -97,12 +109,13 @@ def test_state_dict_round_trip_keeps_best_weights():
         stopper.on_epoch_end(epoch, {"val_loss": value})
     state = stopper.state_dict()
     assert (state["best"], state["best_epoch"], state["wait"]) == (0.5, 1, 1)
-    again = nn.EarlyStopping(monitor="val_loss", patience=2)
+    again = nn.EarlyStopping(monitor="val_loss", patience=3)
     again.on_train_begin(model)
     again.load_state_dict(state)
     for p in model.parameters():
         p.data[...] = 9
     again.on_epoch_end(3, {"val_loss": 0.8})
+    assert not again.stop_training and again.wait == 2
     again.on_epoch_end(4, {"val_loss": 0.9})
     assert again.stop_training and again.wait == 3
     again.on_train_end()
@@ -125,7 +138,7 @@ def test_resumed_early_stopping_restores_the_same_best_weights(tmp_path):
         return model, hist, stopper
 
     straight, hist, stopper = run(10, False, None)
-    assert hist.epochs == 4 and stopper.best_epoch == 0
+    assert hist.epochs == 3 and stopper.best_epoch == 0       # best, then patience=2 epochs
     ckpt = tmp_path / "run.npz"
     run(2, False, ckpt)                                   # "interrupted" after two epochs
     resumed, hist2, stopper2 = run(10, True, ckpt)

@@ -122,6 +122,59 @@ def test_gradcheck_SoftmaxCrossEntropy_label_smoothing():
     assert gradcheck_loss(loss, _z((4, 3), seed=9), np.array([2, 0, 1, 1])).max_error < TOL
 
 
+def _pytorch_weighted_smoothed_ce(z, y, w, eps):
+    """PyTorch's CrossEntropyLoss(weight=w, label_smoothing=eps), written out (labels y)."""
+    n, k = z.shape
+    logp = z - z.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    denominator = w[y].sum()                                       # sum_i w[y_i]
+    nll = (w[y] * -logp[np.arange(n), y]).sum() / denominator
+    smooth = (w * -logp).sum() / denominator                       # sum_i sum_c w_c (-log p_ic)
+    return (1 - eps) * nll + eps / k * smooth
+
+
+def test_label_smoothing_with_class_weights_is_pytorchs_formula():
+    rng = np.random.default_rng(20)
+    z = rng.standard_normal((16, 5)) * 2
+    y = rng.integers(0, 5, size=16)
+    w = np.array([0.3, 2.0, 1.0, 4.0, 0.7])
+    loss = nn.SoftmaxCrossEntropy(class_weights=w, label_smoothing=0.2)
+    value, _ = loss(z, y)
+    assert value == pytest.approx(_pytorch_weighted_smoothed_ce(z, y, w, 0.2), rel=1e-13)
+    # the old denominator (the weights of the *smoothed* targets) gives another number
+    t = (1 - 0.2) * np.eye(5)[y] + 0.2 / 5
+    logp = z - z.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    assert abs(value - (-(t * w * logp).sum() / (t * w).sum())) > 1e-3
+    # one-hot rows give the same value and gradient as labels
+    v1, d1 = loss(z, np.eye(5)[y])
+    _, d0 = loss(z, y)
+    assert v1 == pytest.approx(value, rel=1e-14)
+    np.testing.assert_allclose(d1, d0, rtol=1e-13, atol=1e-16)
+
+
+def test_label_smoothing_with_class_weights_against_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(21)
+    z = rng.standard_normal((16, 5))
+    y = rng.integers(0, 5, size=16)
+    w = np.array([0.3, 2.0, 1.0, 4.0, 0.7])
+    zt = torch.tensor(z, requires_grad=True)
+    ref = torch.nn.CrossEntropyLoss(weight=torch.tensor(w), label_smoothing=0.2)(zt, torch.tensor(y))
+    ref.backward()
+    value, dz = nn.SoftmaxCrossEntropy(class_weights=w, label_smoothing=0.2)(z, y)
+    assert value == pytest.approx(ref.item(), rel=1e-13)
+    np.testing.assert_allclose(dz, zt.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_gradcheck_SoftmaxCrossEntropy_label_smoothing_class_weights():
+    loss = nn.SoftmaxCrossEntropy(class_weights=[0.2, 3.0, 1.0, 0.5], label_smoothing=0.3)
+    z = _z((7, 4), seed=22)
+    assert gradcheck_loss(loss, z, np.array([0, 1, 2, 3, 1, 0, 2])).max_error < TOL
+    t = np.random.default_rng(23).dirichlet(np.ones(4), size=7)     # soft rows too
+    assert gradcheck_loss(loss, z, t).max_error < TOL
+
+
 def test_gradcheck_SoftmaxCrossEntropy_large_logits():
     z = _z((4, 5), seed=10) + np.array([[1000.0], [-1000.0], [500.0], [0.0]])
     assert gradcheck_loss(nn.SoftmaxCrossEntropy(), z, np.array([0, 3, 2, 4])).max_error < TOL
