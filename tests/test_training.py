@@ -103,7 +103,7 @@ def test_early_stopping_restores_best_weights():
         stopper.on_epoch_end(epoch, {"val_loss": value})
         if stopper.stop_training:
             break
-    assert epoch == 4 and stopper.best_epoch == 1 and stopper.best == 0.5
+    assert epoch == 3 and stopper.best_epoch == 1 and stopper.best == 0.5   # Keras: best + patience
     stopper.on_train_end()
     assert np.all(w.data == 1)
 
@@ -116,7 +116,7 @@ def test_early_stopping_in_fit_stops_and_mode_max():
     assert stopper.mode == "max"
     hist = model.fit(x, y, loss=nn.SoftmaxCrossEntropy(), optimizer=nn.SGD(model.parameters(), lr=0.0),
                      epochs=10, batch_size=8, validation_data=(x, y), callbacks=[stopper], verbose=0)
-    assert hist.epochs == 3
+    assert hist.epochs == 2          # the first epoch, then patience=1 without improvement
 
 
 def test_early_stopping_needs_its_metric():
