@@ -35,7 +35,7 @@ from .training import History, fit, evaluate, predict, predict_proba
 from .serialization import (save, load, load_weights, read_metadata, save_checkpoint,
                             load_checkpoint)
 
-from . import initializers, metrics, regularizers, zoo
+from . import initializers, metrics, regularizers, transfer, zoo
 
 from .version import __version__
 
@@ -54,5 +54,5 @@ __all__ = [
     "Callback", "EarlyStopping", "ModelCheckpoint", "HistoryLogger",
     "History", "fit", "evaluate", "predict", "predict_proba",
     "save", "load", "load_weights", "read_metadata", "save_checkpoint", "load_checkpoint",
-    "initializers", "metrics", "regularizers", "zoo",
+    "initializers", "metrics", "regularizers", "transfer", "zoo",
 ]
