@@ -40,8 +40,9 @@ def test_sgd_plain_two_steps():
 
 def test_sgd_momentum_two_steps():
     p1, p2 = two_steps(nn.SGD, lr=0.1, momentum=0.9)
-    # v1 = -lr g1 = [-0.05, 0.1];  p1 = p0 + v1 = [0.95, -1.9]
-    # v2 = 0.9 v1 - lr g2 = [-0.045 - 0.02, 0.09 - 0.04] = [-0.065, 0.05];  p2 = [0.885, -1.85]
+    # buf1 = g1 = [0.5, -1];  p1 = p0 - lr buf1 = [0.95, -1.9]
+    # buf2 = 0.9 buf1 + g2 = [0.65, -0.5];  p2 = p1 - lr buf2 = [0.885, -1.85]
+    # (the velocity form v = -lr buf gives the same numbers while lr is constant)
     np.testing.assert_allclose(p1, [0.95, -1.9], rtol=1e-15)
     np.testing.assert_allclose(p2, [0.885, -1.85], rtol=1e-14)
 
@@ -99,7 +100,7 @@ def test_adam_first_step_is_lr_per_coordinate():
     np.testing.assert_allclose(p.data, -lr * np.sign(g), rtol=1e-6)   # whatever the gradient's scale
 
 
-def test_momentum_velocity_form_equals_ema_form():
+def test_momentum_buffer_form_equals_ema_form():
     """SGD(momentum=beta, lr=(1 - beta) lr') follows v <- beta v + (1 - beta) g, p <- p - lr' v."""
     beta, lr_ema = 0.9, 0.1
     rng = np.random.default_rng(0)
@@ -113,6 +114,136 @@ def test_momentum_velocity_form_equals_ema_form():
         v = beta * v + (1 - beta) * g
         q = q - lr_ema * v
         np.testing.assert_allclose(p.data, q, rtol=1e-12, atol=1e-15)
+
+
+def _trajectory_under_step_decay(make_opt, epochs=4, steps_per_epoch=3, seed=1):
+    """nnlite's iterates with StepDecay(step_size=2, gamma=0.1) stepped once per 'epoch'."""
+    grads = np.random.default_rng(seed).standard_normal((epochs * steps_per_epoch, 3))
+    p = Parameter(np.array([0.5, -1.0, 2.0]))
+    opt = make_opt([p])
+    schedule = nn.StepDecay(opt, step_size=2, gamma=0.1)
+    out = []
+    for i, g in enumerate(grads):
+        p.grad = g.copy()
+        opt.step()
+        out.append(p.data.copy())
+        if (i + 1) % steps_per_epoch == 0:
+            schedule.step()
+    return grads, np.array(out)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_under_step_decay_follows_pytorchs_form(nesterov):
+    # PyTorch: buf <- mu buf + g; p <- p - lr buf (Nesterov: p <- p - lr (g + mu buf)), with
+    # the lr of StepLR at each step. The velocity form v <- mu v - lr g keeps old lrs in v.
+    mu, lr0 = 0.9, 0.5
+    grads, got = _trajectory_under_step_decay(
+        lambda ps: nn.SGD(ps, lr=lr0, momentum=mu, nesterov=nesterov))
+    p, buf, v, q, want, velocity_form = (np.array([0.5, -1.0, 2.0]), np.zeros(3), np.zeros(3),
+                                         np.array([0.5, -1.0, 2.0]), [], [])
+    for i, g in enumerate(grads):
+        lr = lr0 * 0.1 ** ((i // 3) // 2)          # StepDecay(step_size=2, gamma=0.1), 3 steps an epoch
+        buf = mu * buf + g
+        p = p - lr * (g + mu * buf if nesterov else buf)
+        want.append(p)
+        v = mu * v - lr * g
+        q = q + (mu * v - lr * g if nesterov else v)
+        velocity_form.append(q)
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+    assert np.abs(np.array(velocity_form) - want).max() > 1e-2        # the forms part after a decay
+
+
+def test_sgd_momentum_under_step_decay_against_pytorch():
+    torch = pytest.importorskip("torch")
+    for nesterov in (False, True):
+        grads, got = _trajectory_under_step_decay(
+            lambda ps: nn.SGD(ps, lr=0.5, momentum=0.9, nesterov=nesterov, weight_decay=0.01))
+        w = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.SGD([w], lr=0.5, momentum=0.9, nesterov=nesterov, weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
+        want = []
+        for i, g in enumerate(grads):
+            w.grad = torch.tensor(g)
+            opt.step()
+            want.append(w.detach().numpy().copy())
+            if (i + 1) % 3 == 0:
+                sched.step()
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+
+
+def test_sgd_loads_a_velocity_form_state_and_takes_the_same_next_step():
+    # State saved by the velocity form (v = mu v - lr g): converted to buf = -v / lr on load.
+    mu, lr = 0.9, 0.1
+    p = Parameter(np.array([1.0, -2.0]))
+    v = np.array([-0.065, 0.05])                     # the velocity after two steps (see above)
+    old = {"type": "SGD", "lr": lr, "t": 2, "state": {0: {"v": v.copy()}},
+           "hyperparameters": {"momentum": mu, "nesterov": False, "weight_decay": 0.0,
+                               "decoupled": False}}
+    opt = nn.SGD([p], lr=0.3, momentum=mu)
+    opt.load_state_dict(old)
+    np.testing.assert_allclose(opt.state[p]["momentum_buffer"], -v / lr, rtol=1e-15)
+    assert opt.lr == lr and opt.t == 2
+    p.grad = np.array([0.3, -0.1])
+    opt.step()
+    np.testing.assert_allclose(p.data, np.array([1.0, -2.0]) + mu * v - lr * p.grad, rtol=1e-14)
+    assert set(opt.state_dict()["state"][0]) == {"momentum_buffer"}
+
+
+def test_adam_amsgrad_by_hand():
+    # PyTorch's AMSGrad: v_max <- max(v_max, v) of the raw second moment, then bias-corrected
+    b1, b2, lr, eps = 0.9, 0.99, 0.1, 1e-8
+    grads = [np.array([2.0, -1.0]), np.array([0.1, 0.1]), np.array([0.1, -3.0])]
+    p = Parameter(np.array([1.0, 1.0]))
+    opt = nn.Adam([p], lr=lr, beta1=b1, beta2=b2, eps=eps, amsgrad=True)
+    q, m, v, v_max = np.array([1.0, 1.0]), np.zeros(2), np.zeros(2), np.zeros(2)
+    for t, g in enumerate(grads, start=1):
+        p.grad = g.copy()
+        opt.step()
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        v_max = np.maximum(v_max, v)
+        q = q - lr * (m / (1 - b1 ** t)) / (np.sqrt(v_max / (1 - b2 ** t)) + eps)
+        np.testing.assert_allclose(p.data, q, rtol=1e-14)
+    np.testing.assert_array_equal(opt.state[p]["v_max"], v_max)
+    assert (v_max > v).any()                         # here AMSGrad differs from Adam
+    plain = nn.Adam([Parameter(np.array([1.0, 1.0]))], lr=lr, beta1=b1, beta2=b2, eps=eps)
+    for g in grads:
+        plain.params[0].grad = g.copy()
+        plain.step()
+    assert np.abs(plain.params[0].data - q).max() > 1e-4
+
+
+def test_adam_amsgrad_state_round_trip_and_mismatch():
+    p = Parameter(np.array([1.0, 2.0]))
+    opt = nn.Adam([p], amsgrad=True)
+    p.grad = np.array([0.5, -0.5])
+    opt.step()
+    state = opt.state_dict()
+    assert state["hyperparameters"]["amsgrad"] is True and "v_max" in state["state"][0]
+    again = nn.Adam([Parameter(np.array([1.0, 2.0]))])      # amsgrad comes from the state
+    again.load_state_dict(state)
+    assert again.amsgrad and set(again.state[again.params[0]]) == {"m", "v", "t", "v_max"}
+    old = {k: v for k, v in state.items() if k != "hyperparameters"}
+    old["hyperparameters"] = {"beta1": 0.9}
+    with pytest.raises(ValueError, match="state keys"):
+        nn.Adam([Parameter(np.array([1.0, 2.0]))]).load_state_dict(old)
+
+
+def test_adam_and_amsgrad_against_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    grads = rng.standard_normal((6, 4)) * np.array([1.0, 10.0, 0.1, 1.0])
+    for amsgrad in (False, True):
+        p = Parameter(np.linspace(-1, 1, 4))
+        opt = nn.Adam([p], lr=0.05, weight_decay=0.01, amsgrad=amsgrad)
+        w = torch.tensor(np.linspace(-1, 1, 4), requires_grad=True)
+        ref = torch.optim.Adam([w], lr=0.05, weight_decay=0.01, amsgrad=amsgrad)
+        for g in grads:
+            p.grad = g.copy()
+            opt.step()
+            w.grad = torch.tensor(g)
+            ref.step()
+        np.testing.assert_allclose(p.data, w.detach().numpy(), rtol=1e-14, atol=1e-15)
 
 
 # ------------------------------------------------------------ convergence
