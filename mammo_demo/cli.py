@@ -86,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = _add(sub, "download-mias", "download and unpack the real mini-MIAS database",
-             "Download the official mini-MIAS archive, verify it, resume an interrupted download, "
-             "unpack it into --dest. Refuses to write into a non-empty folder unless --force.")
+             "Download the official mini-MIAS archive, resume an interrupted download, verify "
+             "it (the whole gzip stream, every tar member, Info.txt and all 322 1024x1024 "
+             "images), unpack it into --dest and mark it complete. Refuses to write into a "
+             "non-empty folder unless --force.")
     p.add_argument("--dest", required=True, type=Path, metavar="DIR",
                    help="folder to unpack into")
     p.add_argument("--url", metavar="URL", default=None,
@@ -96,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256", metavar="HEX", default=None,
                    help="expected SHA-256 of the archive (hex)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --dest")
+    p.add_argument("--timeout", type=float, metavar="S", default=1800.0,
+                   help="seconds the whole transfer may take (an interrupted download resumes "
+                        "when run again)")
     p.set_defaults(func=cmd_download)
 
     p = _add(sub, "train", "train and test the MIAS ROI CNN (the main demo)",
@@ -222,7 +227,7 @@ def cmd_download(args) -> int:
     url = args.url or download.MIAS_URL
     try:
         folder = download.download_mias(args.dest, url=url, sha256=args.sha256, progress=True,
-                                        force=args.force)
+                                        force=args.force, timeout=args.timeout)
     except download.DownloadError as e:
         raise UserError(e) from None
     what = ("a PHANTOM (synthetic) set" if read_phantom_marker(folder) is not None

@@ -293,10 +293,13 @@ def loopback_archive(tiny_data, tmp_path):
 
 
 def test_download_mias_over_loopback(loopback_archive, tmp_path, capsys):
+    # the served set is a 24-image phantom, not mini-MIAS: every byte arrives, the set check refuses
     dest = tmp_path / "mias"
-    assert cli.main(["download-mias", "--dest", str(dest), "--url", loopback_archive]) == 0
-    assert "unpacked in" in capsys.readouterr().out
-    assert len(load_mias(dest)) == 24
+    assert cli.main(["download-mias", "--dest", str(dest), "--url", loopback_archive]) == 2
+    err = _error(capsys)
+    assert "lists 24 images, expected the 322 of mini-MIAS" in err
+    assert [p.name for p in dest.iterdir()] == []             # nothing unpacked, archive deleted
+    (dest / "mine.txt").write_text("x")
     assert cli.main(["download-mias", "--dest", str(dest), "--url", loopback_archive]) == 2
     assert "refusing to download mini-MIAS" in _error(capsys)
     other = tmp_path / "other"
