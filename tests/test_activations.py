@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+import nnlite as nn
 from nnlite.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from nnlite.gradcheck import assert_gradcheck
 
@@ -200,3 +201,35 @@ def test_config_roundtrip(layer):
     assert clone.get_config() == layer.get_config()
     x = away_from_zero((3, 4), seed=13)
     np.testing.assert_array_equal(clone.forward(x), layer.forward(x))
+
+
+def test_one_stable_sigmoid_and_softmax_for_layers_losses_and_predict_proba():
+    # One definition each (nnlite.functional), used by Sigmoid/Softmax, the losses and
+    # predict_proba; finite and exact at +-1000 in float32 and float64.
+    from nnlite import activations, functional, losses, training
+    assert activations.sigmoid is losses.sigmoid is training.sigmoid is functional.sigmoid
+    assert activations.softmax is training.softmax is functional.softmax
+    for dtype in (np.float32, np.float64):
+        z = np.array([-1000.0, -30.0, -1.0, 0.0, 2.0, 40.0, 1000.0], dtype=dtype)
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            s = functional.sigmoid(z)
+            _, grad = nn.BinaryCrossEntropy()(z, np.zeros(z.shape))
+        assert s.dtype == dtype and s[0] == 0 and s[-1] == 1 and s[3] == 0.5
+        np.testing.assert_array_equal(nn.Sigmoid().forward(z), s)
+        np.testing.assert_array_equal(grad * z.size, s)           # dL/dz = (sigmoid(z) - t) / n
+        logits = np.stack([z, -z], axis=1)                        # (7, 2)
+        p = functional.softmax(logits, axis=1)
+        np.testing.assert_array_equal(nn.Softmax(axis=1).forward(logits), p)
+        np.testing.assert_allclose(np.exp(functional.log_softmax(logits, axis=1)), p,
+                                   rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+def test_predict_proba_uses_the_shared_sigmoid_and_softmax():
+    model = nn.Sequential([nn.Dense(3, 1, seed=0)])
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32) * 100
+    from nnlite import functional
+    z = model.forward(x).astype(np.float64).reshape(-1)
+    np.testing.assert_array_equal(nn.predict_proba(model, x), functional.sigmoid(z))
+    model = nn.Sequential([nn.Dense(3, 4, seed=1)])
+    z = model.forward(x).astype(np.float64)
+    np.testing.assert_array_equal(nn.predict_proba(model, x), functional.softmax(z, axis=1))

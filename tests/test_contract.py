@@ -134,6 +134,7 @@ TABLE = [
     ("Conv2D", lambda s: nn.Conv2D(3, 4, 3, stride=2, padding="same", seed=0), (2, 3, 7, 6), False),
     ("Conv2D-groups2", lambda s: nn.Conv2D(4, 6, (3, 2), padding=1, groups=2, seed=1), (2, 4, 5, 5), False),
     ("Conv2D-11x11-stride4", lambda s: nn.Conv2D(2, 3, 11, stride=4, bias=False, seed=2), (1, 2, 23, 19), False),
+    ("Conv2D-dilation", lambda s: nn.Conv2D(2, 4, 3, stride=(1, 2), padding="same", dilation=(2, 3), groups=2, seed=2), (2, 2, 7, 8), False),
     ("ConvTranspose2D", lambda s: nn.ConvTranspose2D(3, 2, 3, stride=2, padding=1, seed=3), (2, 3, 4, 5), False),
     ("ConvTranspose2D-output_padding", lambda s: nn.ConvTranspose2D(2, 3, 3, stride=2, padding=1, output_padding=(1, 0), seed=3), (2, 2, 3, 4), False),
     ("ZeroPad2D", lambda s: nn.ZeroPad2D((1, 2, 0, 3)), (2, 3, 4, 5), False),

@@ -210,6 +210,64 @@ def test_gradcheck_Conv2D(case):
     assert set(result.keys()) == ({"input", "W", "b"} if layer.b is not None else {"input", "W"})
 
 
+DILATION_CASES = {
+    "2": (dict(in_channels=2, out_channels=3, kernel_size=3, dilation=2), (2, 2, 8, 7)),
+    "pair_stride_padding": (dict(in_channels=2, out_channels=2, kernel_size=(2, 3), stride=2,
+                                 padding=(1, 2), dilation=(3, 2)), (1, 2, 9, 10)),
+    "same_groups": (dict(in_channels=4, out_channels=2, kernel_size=3, padding="same",
+                         dilation=2, groups=2), (2, 4, 6, 5)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DILATION_CASES))
+def test_gradcheck_Conv2D_dilation(case):
+    # float64 central differences, random upstream gradient (assert_gradcheck), every
+    # parameter; on both paths (fast and plain).
+    from nnlite import kernels
+    kwargs, shape = DILATION_CASES[case]
+    for force in (False, True):
+        old = kernels.use_reference(force)
+        try:
+            layer = nn.Conv2D(**kwargs, seed=11).astype("float64")
+            layer.b.data[...] = _x(layer.b.shape, seed=12)
+            assert_gradcheck(layer, _x(shape, seed=13), tol=1e-6)
+        finally:
+            kernels.use_reference(old)
+
+
+@pytest.mark.parametrize("H, W, k, s, p, d", [(9, 8, 3, 1, 0, 2), (10, 11, 3, 2, 1, 3),
+                                              (7, 7, 2, 3, 2, 4), (12, 5, (3, 1), (2, 1), 0, (2, 1))])
+def test_dilation_output_size_is_pytorchs_formula_and_matches_loops(H, W, k, s, p, d):
+    # OH = floor((H + 2P - D*(K-1) - 1) / S) + 1, and y = the sum written out
+    layer = nn.Conv2D(2, 3, k, stride=s, padding=p, dilation=d, seed=5).astype("float64")
+    (KH, KW), (SH, SW), (PH, PW), (DH, DW) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+    x = _x((2, 2, H, W), seed=6)
+    y = layer.forward(x)
+    OH, OW = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1, (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    assert y.shape == (2, 3, OH, OW) and layer.output_shape((2, H, W)) == (3, OH, OW)
+    xp = np.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
+    want = np.zeros_like(y) + layer.b.data[None, :, None, None]
+    for i in range(KH):
+        for j in range(KW):
+            patch = xp[:, :, i * DH:i * DH + SH * (OH - 1) + 1:SH, j * DW:j * DW + SW * (OW - 1) + 1:SW]
+            want += np.einsum("nchw,fc->nfhw", patch, layer.W.data[:, :, i, j])
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+def test_dilation_same_padding_keeps_the_size_and_config_round_trips():
+    layer = nn.Conv2D(1, 2, 3, padding="same", dilation=3, seed=0)
+    assert layer.output_shape((1, 10, 9)) == (2, 10, 9)        # span 7: pads 3 and 3
+    config = layer.get_config()
+    assert config["dilation"] == (3, 3)
+    assert nn.Conv2D(**json.loads(json.dumps(config))).dilation == (3, 3)
+    old_config = {k: v for k, v in config.items() if k != "dilation"}   # saved before dilation
+    assert nn.Conv2D(**old_config).dilation == (1, 1)
+    with pytest.raises(ValueError, match=r"kernel 3x3 \(dilation 4x4: it spans 9x9\) is larger"):
+        nn.Conv2D(1, 1, 3, dilation=4).forward(np.zeros((1, 1, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="dilation must be >= 1"):
+        nn.Conv2D(1, 1, 3, dilation=0)
+
+
 def test_gradcheck_Conv2D_frozen_W():
     layer = nn.Conv2D(2, 3, 3, stride=2, padding=1, seed=1)
     layer.W.trainable = False
