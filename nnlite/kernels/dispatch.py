@@ -6,9 +6,10 @@ first array argument:
 
 1. not a NumPy array (a CuPy array): :mod:`nnlite.kernels.gpu` (imported on
    first use; CUDA kernels), called with C-contiguous copies of any
-   non-contiguous array arguments; where that module lacks the function (or
-   the case, e.g. a dilated im2col or AMSGrad), the plain reference, which
-   runs on CuPy too;
+   non-contiguous array arguments; where that module lacks the function
+   (im2col), the plain reference, which runs on CuPy too (and the CUDA
+   functions run it themselves for the cases they lack: a dilated col2im,
+   AMSGrad);
 2. a NumPy float32/float64 array, Numba importable and the reference path not
    forced: :mod:`nnlite.kernels.cpu` (Numba, compiled on first use and cached);
 3. otherwise: the plain NumPy reference, the readable definition.
@@ -107,16 +108,13 @@ def _contiguous_args(f):
     return call
 
 
-def _pick(name: str, a, gpu_ok: bool = True):
-    """The implementation of ``name`` for an array like ``a`` (see the module docstring).
-
-    ``gpu_ok=False``: the GPU module does not cover this case; CuPy arrays get the reference.
-    """
+def _pick(name: str, a):
+    """The implementation of ``name`` for an array like ``a`` (see the module docstring)."""
     reference = REFERENCES.get(name)
     if reference is None:
         raise ValueError(f"nnlite.kernels: no kernel called {name!r}")
     if not isinstance(a, numpy.ndarray):
-        gpu = _gpu() if gpu_ok else None
+        gpu = _gpu()
         f = getattr(gpu, name, None) if gpu is not None else None
         if f is None:
             return reference
@@ -142,21 +140,16 @@ def backend_for(name: str, a) -> str:
 
 # ------------------------------------------------------------ the kernels
 def im2col(x_padded, KH: int, KW: int, SH: int, SW: int, DH: int = 1, DW: int = 1):
-    """Unfold receptive fields into ``(C*KH*KW, N*OH*OW)`` columns; see :func:`nnlite.functional.im2col`.
-
-    A dilated case (``DH`` or ``DW`` > 1) runs the Numba kernel or the reference (the
-    CUDA kernel has no dilation).
-    """
-    if DH == DW == 1:
-        return _pick("im2col", x_padded)(x_padded, KH, KW, SH, SW)
-    return _pick("im2col", x_padded, gpu_ok=False)(x_padded, KH, KW, SH, SW, DH, DW)
+    """Unfold receptive fields into ``(C*KH*KW, N*OH*OW)`` columns; see :func:`nnlite.functional.im2col`."""
+    return _pick("im2col", x_padded)(x_padded, KH, KW, SH, SW, DH, DW)
 
 
 def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int, DH: int = 1, DW: int = 1):
-    """Add ``(C*KH*KW, N*OH*OW)`` columns back onto ``(N, C, Hp, Wp)``; see :func:`nnlite.functional.col2im`."""
-    if DH == DW == 1:
-        return _pick("col2im", dcols)(dcols, x_padded_shape, KH, KW, SH, SW)
-    return _pick("col2im", dcols, gpu_ok=False)(dcols, x_padded_shape, KH, KW, SH, SW, DH, DW)
+    """Add ``(C*KH*KW, N*OH*OW)`` columns back onto ``(N, C, Hp, Wp)``; see :func:`nnlite.functional.col2im`.
+
+    (The CUDA kernel runs the reference for a dilated case, ``DH`` or ``DW`` > 1.)
+    """
+    return _pick("col2im", dcols)(dcols, x_padded_shape, KH, KW, SH, SW, DH, DW)
 
 
 def max_pool_forward(xpad, KH, KW, SH, SW, OH, OW):
@@ -188,14 +181,12 @@ def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t
     needs ``p``, ``m``, ``v`` (and ``v_max``) contiguous and of one dtype; anything
     else takes the reference.
     """
-    f = _pick("adam_update", p, gpu_ok=v_max is None)
+    f = _pick("adam_update", p)
     if f.__module__.endswith(".kernels.cpu"):
         state = (p, m, v) if v_max is None else (p, m, v, v_max)
         if not (all(a.flags.c_contiguous and a.dtype == p.dtype for a in state)
                 and g.dtype == p.dtype and g.shape == p.shape):
             f = REFERENCES["adam_update"]
-    if v_max is None:
-        return f(p, g, m, v, lr, beta1, beta2, eps, t)
     return f(p, g, m, v, lr, beta1, beta2, eps, t, v_max)
 
 

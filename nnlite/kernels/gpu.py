@@ -1,18 +1,19 @@
 """CuPy kernels for the GPU: the CUDA twins of nnlite's plain NumPy references.
 
 Each public function here has exactly the signature and the result of a
-plain reference function elsewhere in nnlite, which stays the readable
+plain reference function in :mod:`nnlite.functional`, which stays the readable
 definition of what is computed; ``tests/test_gpu.py`` holds the two equal:
 
 =====================  =====================================
 kernel                 reference
 =====================  =====================================
-``col2im``             :func:`nnlite.conv.col2im`
-``max_pool_forward``   :func:`nnlite.pooling.max_pool_forward`
-``max_pool_backward``  :func:`nnlite.pooling.max_pool_backward`
-``lrn_forward``        :func:`nnlite.lrn.lrn_forward`
-``lrn_backward``       :func:`nnlite.lrn.lrn_backward`
-``adam_update``        one in-place Adam step (as :class:`nnlite.optim.Adam`)
+``col2im``             :func:`nnlite.functional.col2im`
+``max_pool_forward``   :func:`nnlite.functional.max_pool_forward`
+``max_pool_backward``  :func:`nnlite.functional.max_pool_backward`
+``lrn_forward``        :func:`nnlite.functional.lrn_forward`
+``lrn_backward``       :func:`nnlite.functional.lrn_backward`
+``adam_update``        :func:`nnlite.functional.adam_update` (without AMSGrad; the bias
+                       corrections folded into two scalars: equal to rounding)
 =====================  =====================================
 
 Do not call these directly: go through :mod:`nnlite.kernels`, which picks
@@ -50,7 +51,7 @@ from typing import NamedTuple
 
 import numpy
 
-from .. import backend
+from .. import backend, functional
 from ..backend import get_array_module
 from ..layer import conv_output_size
 
@@ -289,8 +290,11 @@ def _flat(a):
 
 
 # ------------------------------------------------------------------ col2im
-def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
-    """CUDA :func:`nnlite.conv.col2im`: add the columns back onto the image.
+def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int, DH: int = 1, DW: int = 1):
+    """CUDA :func:`nnlite.functional.col2im`: add the columns back onto the image.
+
+    The kernel has no dilation: with ``DH`` or ``DW`` > 1 this is the plain
+    reference (strided CuPy adds).
 
     ``dx_padded[n, c, oh*SH + ki, ow*SW + kj] += dcols[(c, ki, kj), (n, oh, ow)]``
     for every column, computed as a gather: the thread of pixel ``(n, c, h, w)``
@@ -305,6 +309,8 @@ def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
     Returns:
         dx_padded: ``(N, C, Hp, Wp)`` in ``dcols``' dtype.
     """
+    if DH != 1 or DW != 1:
+        return functional.col2im(dcols, x_padded_shape, KH, KW, SH, SW, DH, DW)
     N, C, Hp, Wp = (int(v) for v in x_padded_shape)
     KH, KW, SH, SW = int(KH), int(KW), int(SH), int(SW)
     OH, OW = conv_output_size(Hp, KH, 0, SH), conv_output_size(Wp, KW, 0, SW)
@@ -321,7 +327,7 @@ def col2im(dcols, x_padded_shape, KH: int, KW: int, SH: int, SW: int):
 
 # --------------------------------------------------------------- max pool
 def max_pool_forward(xpad, KH, KW, SH, SW, OH, OW):
-    """CUDA :func:`nnlite.pooling.max_pool_forward`: ``(N, C, Hp, Wp) -> (N, C, OH, OW)``.
+    """CUDA :func:`nnlite.functional.max_pool_forward`: ``(N, C, Hp, Wp) -> (N, C, OH, OW)``.
 
     ``y[n, c, oh, ow] = max_{ki<KH, kj<KW} xpad[n, c, oh*SH + ki, ow*SW + kj]``,
     one thread per output; a NaN in the window makes the maximum NaN, as
@@ -341,7 +347,7 @@ def max_pool_forward(xpad, KH, KW, SH, SW, OH, OW):
 
 
 def max_pool_backward(dy, xpad, y, KH, KW, SH, SW):
-    """CUDA :func:`nnlite.pooling.max_pool_backward`: the gradient w.r.t. ``xpad``.
+    """CUDA :func:`nnlite.functional.max_pool_backward`: the gradient w.r.t. ``xpad``.
 
     Two gathers instead of a scatter: first, one thread per window finds the
     first element (row-major) equal to the window's maximum ``y`` (int32
@@ -376,7 +382,7 @@ def max_pool_backward(dy, xpad, y, KH, KW, SH, SW):
 
 # -------------------------------------------------------------------- LRN
 def lrn_forward(x, size: int, alpha: float, beta: float, k: float):
-    """CUDA :func:`nnlite.lrn.lrn_forward`: returns ``(y, s, p)``, each ``(N, C, H, W)``.
+    """CUDA :func:`nnlite.functional.lrn_forward`: returns ``(y, s, p)``, each ``(N, C, H, W)``.
 
     ``s_c = k + (alpha/size) * sum_{c' = c - size//2}^{c + (size-1)//2} x_{c'}**2``
     (clipped to the channels that exist), ``p = s**-beta``, ``y = x * p``; one
@@ -398,7 +404,7 @@ def lrn_forward(x, size: int, alpha: float, beta: float, k: float):
 
 
 def lrn_backward(dy, x, s, p, size: int, alpha: float, beta: float):
-    """CUDA :func:`nnlite.lrn.lrn_backward`: ``dx`` of shape ``(N, C, H, W)``.
+    """CUDA :func:`nnlite.functional.lrn_backward`: ``dx`` of shape ``(N, C, H, W)``.
 
     ``t_c = dy_c x_c p_c / s_c`` (one elementwise pass), then
     ``dx_j = dy_j p_j - (2 alpha beta / size) x_j sum_{c = j-(size-1)//2}^{j+size//2} t_c``
@@ -427,18 +433,22 @@ def lrn_backward(dy, x, s, p, size: int, alpha: float, beta: float):
 
 
 # ------------------------------------------------------------------- Adam
-def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t: int) -> None:
+def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t: int,
+                v_max=None) -> None:
     """One in-place Adam step on ``p``, ``m`` and ``v`` (one kernel, no temporaries)::
 
         m <- beta1 m + (1 - beta1) g
         v <- beta2 v + (1 - beta2) g**2
         p <- p - (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
-    which is :class:`nnlite.optim.Adam`'s update with ``m_hat = m / (1 - beta1**t)``
+    which is :func:`nnlite.functional.adam_update` with ``m_hat = m / (1 - beta1**t)``
     and ``v_hat = v / (1 - beta2**t)``. ``p``, ``m``, ``v`` and ``g`` share one
     shape and dtype; ``g`` is only read. The bias corrections are computed
     once on the host in double precision and passed in the arrays' dtype.
+    AMSGrad (``v_max`` given) has no kernel here: it runs the plain reference.
     """
+    if v_max is not None:
+        return functional.adam_update(p, g, m, v, lr, beta1, beta2, eps, t, v_max)
     if not (p.shape == g.shape == m.shape == v.shape):
         raise ValueError(f"adam_update: p, g, m and v must share one shape, got "
                          f"{tuple(p.shape)}, {tuple(g.shape)}, {tuple(m.shape)}, {tuple(v.shape)}")
