@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     whole_cli.add_parser(sub, formatter_class=_Formatter)
     from .finetune import cli as finetune_cli
     finetune_cli.add_parser(sub, formatter_class=_Formatter, epilog=EPILOG)
+    from .segment import cli as segment_cli
+    segment_cli.add_parser(sub, formatter_class=_Formatter, epilog=EPILOG)
     return parser
 
 
