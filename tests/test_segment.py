@@ -118,6 +118,30 @@ def test_cbis_roi_mask_file_is_read_with_the_dicom_reader(tmp_path):
         masks.read_roi_mask(empty)
 
 
+def test_cbis_phantom_roi_masks_unite_per_image(tmp_path):
+    from mammo_demo.cbis import load_cbis
+    from mammo_demo.whole import phantom as whole_phantom
+    root = whole_phantom.generate(tmp_path / "cbis", seed=0, patients=2, scale=0.05)
+    truth = whole_phantom.read_truth(root)["images"]
+    ds = load_cbis(root)
+    checked = 0
+    for image in ds.images:
+        union = masks.cbis_image_mask(ds, image)
+        record = next(v for v in truth.values() if v["image_id"] == image.image_id)
+        if not record["lesions"]:
+            assert union is None
+            continue
+        expected = np.zeros_like(union)
+        for lesion in record["lesions"]:      # the generator's own box of each lesion's mask
+            one = masks.read_roi_mask(root / lesion["mask_file"])
+            rows, cols = np.flatnonzero(one.any(axis=1)), np.flatnonzero(one.any(axis=0))
+            assert [rows[0], rows[-1] + 1, cols[0], cols[-1] + 1] == lesion["box"]
+            expected |= one
+        np.testing.assert_array_equal(union, expected)
+        checked += 1
+    assert checked
+
+
 # ------------------------------------------------------------------ patches, split, augmentation
 def test_mask_set_patches_split_by_image(tiny_phantom):
     ds = load_mias(tiny_phantom)

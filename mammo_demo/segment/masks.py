@@ -24,8 +24,11 @@ Where a mask comes from decides what a segmentation score means:
 
   The re-run's pixels are compared with the stored file; a mismatch (a set
   from another generator version) raises instead of giving wrong masks.
-* **CBIS-DDSM** (:func:`read_roi_mask`): the ROI-mask DICOM files of the
-  data set, read with :func:`mammo_demo.dicom.read_dicom`; non-zero = lesion.
+* **CBIS-DDSM** (:func:`read_roi_mask`, :func:`cbis_image_mask`): the
+  ROI-mask DICOM files of the data set (or of its phantom,
+  :mod:`mammo_demo.whole.phantom`, which writes each lesion's exact mask in
+  the same format), read with :func:`mammo_demo.dicom.read_dicom`;
+  non-zero = lesion; an image's abnormalities unite.
 
 :func:`crop_mask` cuts a mask with exactly the geometry of
 :mod:`mammo_demo.patches` (the same crop centre and side, the same
@@ -191,6 +194,31 @@ def read_roi_mask(path) -> np.ndarray:
         raise ValueError(f"{path}: ROI mask holds no lesion pixel (is it the cropped image "
                          f"instead of the mask? CBIS-DDSM's columns can be swapped)")
     return mask
+
+
+def cbis_image_mask(dataset, image) -> np.ndarray | None:
+    """Union of the ROI masks of one :class:`mammo_demo.cbis.CbisImage`'s abnormalities.
+
+    The ROI-mask file of each abnormality is found by content
+    (:meth:`mammo_demo.cbis.CbisDataset.resolve_roi`: the binary file of its
+    folder, whatever the CSV's columns claim). Returns a boolean mask of the
+    film's shape, or ``None`` when the image has no abnormality with a mask
+    file (a normal film, or missing files).
+    """
+    union = None
+    for abnormality in image.abnormalities:
+        _, mask_file = dataset.resolve_roi(abnormality)
+        if mask_file is None:
+            continue
+        mask = read_roi_mask(mask_file)
+        if union is None:
+            union = mask
+        elif union.shape != mask.shape:
+            raise ValueError(f"{mask_file}: ROI mask is {mask.shape[1]}x{mask.shape[0]}, the other "
+                             f"masks of {image.image_id} are {union.shape[1]}x{union.shape[0]}")
+        else:
+            union = union | mask
+    return union
 
 
 # ------------------------------------------------------------------ crops
