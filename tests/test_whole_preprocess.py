@@ -8,17 +8,18 @@ import pytest
 from mammo_demo.whole import preprocess
 from mammo_demo.whole.phantom import render_film
 from mammo_demo.whole.preprocess import (area_matrix, blank_markers, bounding_box, downscale,
-                                         film_borders, gaussian_blur, label_components,
-                                         otsu_threshold, pad_to_square, resize_area,
-                                         side_from_image)
+                                         edge_strips, film_borders, gaussian_blur,
+                                         label_components, otsu_threshold, pad_to_square,
+                                         resize_area, resize_area_reference, side_from_image)
 
 SHAPE = (480, 300)     # a reduced film (CBIS-DDSM films are about 4000x2500)
 ALL_BORDERS = ("chest", "top", "bottom", "far")
 
 
-def film(seed=0, side="L", view="CC", borders=ALL_BORDERS, label=True, markers=2, shape=SHAPE):
+def film(seed=0, side="L", view="CC", borders=ALL_BORDERS, label=True, markers=2, shape=SHAPE,
+         edges=()):
     rng = np.random.default_rng(seed)
-    traits = dict(borders=borders, label=label, markers=markers)
+    traits = dict(borders=borders, label=label, markers=markers, edges=edges)
     value, _masks, truth = render_film(rng, shape, side, view, 2, [], traits)
     return value, truth
 
@@ -27,6 +28,11 @@ def contains(box, inner, tol):
     t, b, l, r = box
     it, ib, il, ir = inner
     return t <= it + tol and b >= ib - tol and l <= il + tol and r >= ir - tol
+
+
+def grow(box, n):
+    t, b, l, r = box
+    return (t - n, b + n, l - n, r + n)
 
 
 def overlaps(box, other):
@@ -120,6 +126,9 @@ def test_area_resize():
                                rtol=1e-5)
     np.testing.assert_allclose(resize_area(np.full((7, 5), 0.4), 224, 224), 0.4, rtol=1e-5)
     assert resize_area(img, 3, 3).mean() == pytest.approx(img.mean(), rel=1e-5)
+    for shape, out in [((8, 6), (3, 5)), ((5, 7), (224, 224)), ((97, 31), (10, 4))]:
+        a = np.random.default_rng(1).random(shape).astype(np.float32)
+        np.testing.assert_allclose(resize_area(a, *out), resize_area_reference(a, *out), atol=1e-5)
 
 
 def test_gaussian_blur_keeps_constants_and_the_mean():
@@ -152,6 +161,24 @@ def test_film_borders_find_strips_but_not_tissue_at_the_chest_wall():
     assert film_borders(full)[1]["left"] == 0
 
 
+def test_edge_strips_remove_partial_edges_but_keep_tapering_tissue():
+    h, w = 200, 120
+    yy, xx = np.mgrid[0:h, 0:w]
+    breast = (xx / 80.0) ** 2 + ((yy - 100) / 70.0) ** 2 <= 1      # tips taper at the left edge
+    mask = breast.copy()
+    mask[:3, :70] = True            # a partial top edge from the chest-wall corner
+    mask[:, :4] = True              # a chest-wall strip running past the breast both ways
+    mask[120:, -2:] = True          # a scanner edge along the lower far side
+    remove = edge_strips(mask)
+    assert not (remove & breast & (xx > 6)).any()                    # the breast stays
+    assert remove[:3, 10:70].all() and remove[120:, -2:].all()
+    assert remove[3:25, :4].all() and remove[-25:, :4].all()         # the strip's extensions
+    clean = mask & ~remove
+    from mammo_demo.whole.preprocess import largest_component
+    t, b, l, r = bounding_box(largest_component(clean)[0])
+    assert 30 <= t <= 32 and 169 <= b <= 171 and r == 81     # the breast (rows 30..170), no strips
+
+
 def test_blank_markers_and_side_from_image():
     img = np.zeros((20, 30), np.float32)
     img[:, :10] = 0.5
@@ -176,8 +203,9 @@ def test_crop_excludes_borders_and_label_and_keeps_the_skin_line(seed, side, vie
     assert truth["label_box"] is not None and len(truth["borders"]) == 4
     x, record = preprocess(value, method="crop", side=side)
     tol = int(0.015 * SHAPE[0])
-    # keeps the breast up to its skin line (the true extent without the strips)
+    # keeps the breast up to its skin line (the true extent without the strips), and no more
     assert contains(record.box, truth["breast_box"], tol), (record.box, truth["breast_box"])
+    assert contains(grow(truth["breast_box"], tol), record.box, 0), (record.box, truth["breast_box"])
     # excludes the burned-in label and the strips on the three sides away from the chest wall
     assert not overlaps(record.box, truth["label_box"])
     h, w = SHAPE
@@ -194,6 +222,26 @@ def test_crop_excludes_borders_and_label_and_keeps_the_skin_line(seed, side, vie
     assert x.shape == (1, 224, 224) and x.dtype == np.float32
     assert 0.0 <= x.min() and x.max() <= 1.0
     assert record.flipped == (side == "R") and record.side == side
+
+
+@pytest.mark.parametrize("seed, side, view, borders, edges", [
+    (70, "L", "CC", ("chest",), (("top", 0.0, 0.7), ("far", 0.3, 1.0))),
+    (71, "R", "MLO", (), (("chest", 0.0, 0.8), ("bottom", 0.5, 1.0))),
+    (72, "L", "CC", ("top", "bottom"), (("chest", 0.2, 1.0),)),
+])
+def test_crop_with_partial_film_and_scanner_edges(seed, side, view, borders, edges):
+    value, truth = film(seed, side, view, borders=borders, edges=edges)
+    _, record = preprocess(value)
+    tol = int(0.015 * SHAPE[0])
+    assert contains(record.box, truth["breast_box"], tol), (record.box, truth["breast_box"])
+    assert contains(grow(truth["breast_box"], tol), record.box, 0), (record.box, truth["breast_box"])
+
+
+def test_wide_borders_do_not_pull_the_threshold_into_the_tissue():
+    value, truth = film(73, "L", "CC")
+    _, record = preprocess(value)
+    assert record.otsu_threshold < otsu_threshold(gaussian_blur(downscale(value, 1), 1.0))
+    assert contains(record.box, truth["breast_box"], int(0.015 * SHAPE[0]))
 
 
 def test_crop_box_is_not_the_whole_film_with_borders():

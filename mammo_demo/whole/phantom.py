@@ -44,7 +44,8 @@ What a phantom film holds
 * 16-bit film-like values (some films 12-bit), dark background with grain.
 * Film borders on about 40 % of the films: bright strips 1-3.5 % wide along
   some sides (often the chest-wall side and the top, so that they touch the
-  breast); burned-in view labels (``LCC``, ``RMLO``, ...) in a top or bottom
+  breast); partial film or scanner edges (0.4-1.2 % wide, along 30-80 % of a
+  side from a corner) on about 20 %; burned-in view labels (``LCC``, ``RMLO``, ...) in a top or bottom
   corner on the side opposite the chest wall; bright round markers in the
   background on some films.
 * Abnormal breasts (60 %) have one or two lesions, seen on both views:
@@ -59,7 +60,7 @@ What a phantom film holds
 
 ``truth.json`` records, per film, the breast's true extent (``breast_box``,
 ``(top, bottom, left, right)``, bottom/right exclusive, without the border
-strips), the label, marker and border boxes and the lesions' boxes.
+strips), the label, marker, border and edge boxes and the lesions' boxes.
 """
 from __future__ import annotations
 
@@ -211,8 +212,11 @@ def _breast(rng, shape, view: str, density: int):
         pw, ph = width * rng.uniform(0.22, 0.36), height * rng.uniform(0.40, 0.55)
         pect_d = xx / pw + yy / ph
         pect = _smoothstep((1.0 - pect_d) / 0.04)
-        # the breast widens up to the axilla: blend the ellipse into the muscle
-        r = np.minimum(r, np.where(yy < centre, pect_d * 0.9 + 0.1, r))
+        # the breast runs up along the muscle to the axilla: a smooth minimum of the
+        # ellipse and a triangle 1.5 times the muscle's, so the outline has no notch
+        tail = pect_d / 1.5
+        k = 14.0
+        r = -np.log(np.exp(-k * r) + np.exp(-k * tail)) / k
     thick = np.sqrt(np.clip((1.0 - r) / 0.25, 0.0, 1.0)).astype(np.float32)
     background = np.float32(rng.uniform(0.04, 0.07))
     fat = np.float32(rng.uniform(0.20, 0.27))
@@ -386,6 +390,20 @@ def render_film(rng, shape, side: str, view: str, density: int, lesions: list, t
         value[sl] = level + rng.normal(0, 0.01, value[sl].shape)
         strips[sl] = True
         truth["borders"][where] = n
+    truth["edges"] = []
+    for name, begin, end in traits.get("edges", ()):     # partial film / scanner edges
+        where = {"chest": chest, "far": far}.get(name, name)
+        along = width if where in ("top", "bottom") else height
+        across = height if where in ("top", "bottom") else width
+        n = max(2, int(round(rng.uniform(0.004, 0.012) * across)))
+        a, b = int(begin * along), int(end * along)
+        sl = {"top": np.s_[:n, a:b], "bottom": np.s_[height - n:, a:b],
+              "left": np.s_[a:b, :n], "right": np.s_[a:b, width - n:]}[where]
+        value[sl] = rng.uniform(0.9, 1.0)
+        strips[sl] = True
+        edge = np.zeros(shape, dtype=bool)
+        edge[sl] = True
+        truth["edges"].append(dict(side=where, box=_box_of(edge)))
     truth["breast_box"] = _box_of(breast & ~strips)
     lesion_masks = [mk & ~strips for mk in masks]
     return np.clip(value, 0.0, 1.0).astype(np.float32), lesion_masks, truth
@@ -415,7 +433,13 @@ def _film_traits(rng, view: str) -> dict:
     if rng.random() < 0.4:
         borders = [("chest", "top", "bottom"), ("chest", "top", "bottom", "far"),
                    ("top", "far"), ("chest",), ("top", "bottom")][int(rng.integers(0, 5))]
-    return dict(borders=borders, label=rng.random() < 0.85, markers=int(rng.choice([0, 0, 1, 2])))
+    edges = []
+    if rng.random() < 0.2:       # a partial edge from a corner along part of a side
+        name = str(rng.choice(["top", "bottom", "far", "chest"]))
+        length = rng.uniform(0.3, 0.8)
+        edges.append((name, 0.0, length) if rng.random() < 0.5 else (name, 1.0 - length, 1.0))
+    return dict(borders=borders, edges=edges, label=rng.random() < 0.85,
+                markers=int(rng.choice([0, 0, 1, 2])))
 
 
 def generate(out, seed: int = 0, patients: int = DEFAULT_PATIENTS, scale: float = DEFAULT_SCALE,

@@ -23,7 +23,12 @@ with four fixes for what breaks it on real scanned films (CBIS-DDSM):
    strips are discounted, and where it does (a film filled top to bottom) it
    continues past 10 % of the width, so it is not taken for a border. The
    bands and a gap of one work pixel are removed from the mask before
-   labelling.
+   labelling. Partial film edges and scanner edges (a strip along part of a
+   side) are found by :func:`edge_strips`: in each line running inwards from
+   a side, the run of mask pixels that touches the edge is *short* (ends
+   within 10 % of the dimension); at least 2 % of the side's length of
+   consecutive short runs is a strip, and is removed. Tissue at the chest
+   wall makes long runs, except in the few lines at the tips of its outline.
 2. **Burned-in labels and markers** (``LCC``, ``RMLO``, lead markers) sit
    apart from the breast on the side opposite the chest wall. Once the borders
    that connected them to the breast are gone they are separate components,
@@ -352,6 +357,46 @@ def film_borders(mask: np.ndarray, line_fraction: float = 0.95, max_border: floa
     return border, widths
 
 
+def edge_strips(mask: np.ndarray, max_border: float = 0.10, min_length: float = 0.02,
+                gap: int = 1) -> np.ndarray:
+    """Find partial film edges and scanner edges: thin bright strips along part of a side.
+
+    In each line running inwards from a side (rows for left and right,
+    columns for top and bottom), the run of True pixels that starts at the
+    image edge is *short* when it ends within ``max_border`` of the
+    dimension. A strip is a stretch of at least ``min_length`` of the side's
+    length of consecutive lines whose short runs have about the **same
+    length** (within 20 % or one pixel of the stretch's median): a strip has
+    a width. The tips of the breast outline at the chest wall also give
+    short runs, but their length changes line by line (the outline tapers),
+    so they are kept. Where a strip lies along the breast, only the lines
+    above and below the breast have short runs: those extensions are what
+    would stretch the box, and they are what is removed. Returns the mask of
+    the pixels to remove (each strip line's run and ``gap`` more pixels).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    remove = np.zeros(mask.shape, dtype=bool)
+    views = ((mask, remove), (mask[:, ::-1], remove[:, ::-1]),
+             (mask.T, remove.T), (mask[::-1].T, remove[::-1].T))
+    for m, r in views:                      # the rows of m run inwards from one edge
+        n_lines, depth = m.shape
+        run = np.where(m.all(axis=1), depth, np.argmin(m, axis=1))   # length of the edge run
+        short = (run > 0) & (run <= max(1, int(max_border * depth)))
+        need = max(3, int(np.ceil(min_length * n_lines)))
+        edges = np.diff(np.concatenate([[0], short.astype(np.int8), [0]]))
+        for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            if stop - first < need:
+                continue
+            width = np.median(run[first:stop])
+            steady = np.abs(run[first:stop] - width) <= max(1.0, 0.2 * width)
+            steps = np.diff(np.concatenate([[0], steady.astype(np.int8), [0]]))
+            for a, b in zip(np.flatnonzero(steps == 1), np.flatnonzero(steps == -1)):
+                if b - a >= need:
+                    for line in range(first + a, first + b):
+                        r[line, :min(depth, run[line] + gap)] = True
+    return remove
+
+
 def blank_markers(img: np.ndarray, level: float = MARKER_LEVEL) -> np.ndarray:
     """A copy of ``img`` with the marker pixels (``>= level``) set to 0 (the thesis' naive step)."""
     out = np.array(img, dtype=np.float32, copy=True)
@@ -382,6 +427,36 @@ def side_from_image(img: np.ndarray, weight_mask: np.ndarray | None = None,
         return "L"
     centre = (column_mass * (np.arange(img.shape[1]) + 0.5)).sum() / total
     return "L" if centre < img.shape[1] / 2 else "R"
+
+
+def find_borders(mask: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Everything to remove from a threshold mask before labelling (fix 1): the full
+    borders of :func:`film_borders` with one more line inside each, and the partial
+    edges of :func:`edge_strips`. Returns ``(mask to remove, full-border widths)``."""
+    _, widths = film_borders(mask)
+    remove = np.zeros(mask.shape, dtype=bool)
+    for name, n in widths.items():
+        if n:
+            remove[{"top": np.s_[:n + 1, :], "bottom": np.s_[-(n + 1):, :],
+                    "left": np.s_[:, :n + 1], "right": np.s_[:, -(n + 1):]}[name]] = True
+    remove |= edge_strips(mask & ~remove)
+    return remove, widths
+
+
+def _mask_threshold(blurred, exclude, rule: str, skin_fraction: float):
+    """``(threshold, Otsu's threshold, background level)`` of the pixels not in ``exclude``
+    (fix 3 of the module docstring)."""
+    values = blurred if exclude is None else blurred[~exclude]
+    if values.size < 16:
+        values = blurred
+    t_otsu = otsu_threshold(values)
+    below = values[values <= t_otsu]
+    background = float(np.median(below)) if below.size else float(values.min())
+    spread = float(1.4826 * np.median(np.abs(below - background))) if below.size else 0.0
+    if rule == "otsu":
+        return t_otsu, t_otsu, background
+    t = min(t_otsu, background + max(skin_fraction * (t_otsu - background), 4.0 * spread))
+    return t, t_otsu, background
 
 
 # ------------------------------------------------------------------ the record
@@ -534,29 +609,14 @@ def preprocess(path_or_array, method: str = "crop", side: str | None = None, siz
     factor = max(1, int(np.ceil(max(height, width) / work_size)))
     small = downscale(film, factor)
     blurred = gaussian_blur(small, sigma)
-    t_otsu = otsu_threshold(blurred)
-    below = blurred[blurred <= t_otsu]
-    background = float(np.median(below)) if below.size else float(blurred.min())
-    spread = float(1.4826 * np.median(np.abs(below - background))) if below.size else 0.0
-    if threshold == "skin":
-        t = min(t_otsu, background + max(skin_fraction * (t_otsu - background), 4.0 * spread))
-    else:
-        t = t_otsu
+    # pass 1 finds the borders; pass 2 thresholds again without them in the histogram
+    t, t_otsu, background = _mask_threshold(blurred, None, threshold, skin_fraction)
+    border, border_lines = find_borders(blurred > t)
+    if border.any():
+        t, t_otsu, background = _mask_threshold(blurred, border, threshold, skin_fraction)
     mask = blurred > t
-    border, border_lines = film_borders(mask)
-    gap = np.zeros_like(border)
-    if border.any():      # one more line inside each found border
-        for name, n in border_lines.items():
-            if n:
-                if name == "top":
-                    gap[:n + 1, :] = True
-                elif name == "bottom":
-                    gap[-(n + 1):, :] = True
-                elif name == "left":
-                    gap[:, :n + 1] = True
-                else:
-                    gap[:, -(n + 1):] = True
-    cleaned = mask & ~gap
+    border, border_lines = find_borders(mask)
+    cleaned = mask & ~border
     component, labels, count = largest_component(cleaned)
     work_box = bounding_box(component)
     if work_box is None:      # nothing above threshold: keep the whole film
