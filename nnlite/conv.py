@@ -207,7 +207,8 @@ class Conv2D(Layer):
         W_groups = self.W.data.reshape(G, F // G, -1)                 # (G, F/G, C/G*KH*KW)
         y_groups = W_groups @ cols.reshape(G, -1, N * OH * OW)        # (G, F/G, L): y_g = W_g @ cols_g
         xp = get_array_module(x)
-        y = xp.ascontiguousarray(y_groups.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))  # (N, F, OH, OW)
+        y = y_groups.reshape(F, N, OH, OW).transpose(1, 0, 2, 3)      # (N, F, OH, OW) view
+        y = xp.ascontiguousarray(y)
         if b is not None:
             y += b.reshape(1, F, 1, 1)
         self._cache = (cols if self.W.trainable else None, None, pads, x_padded.shape, y.shape)
@@ -230,7 +231,8 @@ class Conv2D(Layer):
             cols_groups = for_dW.reshape(G, -1, N * OH * OW)          # (G, C/G*KH*KW, L)
             dW_groups = dy_groups @ cols_groups.transpose(0, 2, 1)    # dW_g = dy_g @ cols_g.T
             self.W.grad = dW_groups.reshape(self.W.data.shape)        # (F, C/G, KH, KW)
-        dcols = (W_groups.transpose(0, 2, 1) @ dy_groups).reshape(-1, N * OH * OW)  # dcols_g = W_g.T @ dy_g
+        dcols_groups = W_groups.transpose(0, 2, 1) @ dy_groups        # dcols_g = W_g.T @ dy_g
+        dcols = dcols_groups.reshape(-1, N * OH * OW)                 # (C*KH*KW, L)
         dx_padded = col2im(dcols, x_padded_shape, *self.kernel_size, *self.stride, *self.dilation)
         return crop2d(dx_padded, *pads)                               # (N, C, H, W)
 

@@ -366,3 +366,21 @@ def test_regularizer_attached_to_W_only():
     reg = nn.L2(1e-3)
     layer = nn.Conv2D(2, 3, 3, regularizer=reg)
     assert layer.W.regularizer is reg and layer.b.regularizer is None
+
+
+def test_dilation_against_pytorch():
+    torch = pytest.importorskip("torch")
+    layer = nn.Conv2D(4, 6, (3, 2), stride=(2, 1), padding=(2, 1), dilation=(2, 3), groups=2,
+                      seed=3).astype("float64")
+    x = _x((2, 4, 11, 9), seed=4)
+    y = layer.forward(x)
+    dy = _x(y.shape, seed=5)
+    dx = layer.backward(dy)
+    xt = torch.tensor(x, requires_grad=True)
+    Wt = torch.tensor(layer.W.data, requires_grad=True)
+    bt = torch.tensor(layer.b.data, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, Wt, bt, stride=(2, 1), padding=(2, 1), dilation=(2, 3),
+                                    groups=2)
+    yt.backward(torch.tensor(dy))
+    for mine, theirs in ((y, yt), (dx, xt.grad), (layer.W.grad, Wt.grad), (layer.b.grad, bt.grad)):
+        np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
