@@ -36,6 +36,7 @@ from .serialization import (save, load, load_weights, read_metadata, save_checkp
                             load_checkpoint)
 
 from . import initializers, metrics, regularizers, transfer, zoo
+from . import functional   # the plain reference functions (im2col, pooling, updates, softmax)
 
 from .version import __version__
 
@@ -55,4 +56,5 @@ __all__ = [
     "History", "fit", "evaluate", "predict", "predict_proba",
     "save", "load", "load_weights", "read_metadata", "save_checkpoint", "load_checkpoint",
     "initializers", "metrics", "regularizers", "transfer", "zoo",
+    "functional",
 ]
