@@ -246,6 +246,21 @@ def test_adam_and_amsgrad_against_pytorch():
         np.testing.assert_allclose(p.data, w.detach().numpy(), rtol=1e-14, atol=1e-15)
 
 
+def test_rmsprop_against_pytorch():
+    torch = pytest.importorskip("torch")
+    grads = np.random.default_rng(4).standard_normal((5, 3))
+    p = Parameter(np.array([0.5, -0.5, 1.0]))
+    opt = nn.RMSProp([p], lr=0.01, rho=0.9, eps=1e-7, weight_decay=0.1)
+    w = torch.tensor([0.5, -0.5, 1.0], requires_grad=True, dtype=torch.float64)
+    ref = torch.optim.RMSprop([w], lr=0.01, alpha=0.9, eps=1e-7, weight_decay=0.1)
+    for g in grads:
+        p.grad = g.copy()
+        opt.step()
+        w.grad = torch.tensor(g)
+        ref.step()
+    np.testing.assert_allclose(p.data, w.detach().numpy(), rtol=1e-15, atol=1e-16)
+
+
 # ------------------------------------------------------------ convergence
 A = np.array([[3.0, 0.5, 0.0], [0.5, 2.0, 0.3], [0.0, 0.3, 1.0]])   # symmetric positive definite
 B = np.array([1.0, -2.0, 0.5])
