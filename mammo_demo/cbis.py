@@ -379,6 +379,12 @@ class CbisDataset:
             abnormality.crop_file, abnormality.mask_file = classify_roi_files(files)
         return abnormality.crop_file, abnormality.mask_file
 
+    def resolve_rois(self) -> None:
+        """:meth:`resolve_roi` for every abnormality (reads each ROI file once)."""
+        for image in self.images:
+            for abnormality in image.abnormalities:
+                self.resolve_roi(abnormality)
+
     def breasts(self) -> dict[tuple[str, str, str], list[CbisImage]]:
         """``{(split, patient, side): [images]}``: the views of each breast (for aggregation)."""
         out: dict = {}

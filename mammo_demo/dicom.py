@@ -233,12 +233,18 @@ def is_phantom_dataset(ds) -> bool:
                for k in ("ImageComments", "SeriesDescription"))
 
 
-def read_header(path):
-    """The data set of ``path`` without its pixel data (fast), or one-line ValueError."""
-    try:
-        return _quiet_read(path, stop_before_pixels=True)
-    except Exception as e:  # pydicom raises many types on damaged files
-        raise _fail(path, f"not a DICOM file ({type(e).__name__}: {e})") from None
+def _silenced(function):
+    """Run ``function`` without pydicom's UserWarnings about damaged or non-standard values
+    (pydicom converts values lazily, so they come at any access; the reader turns real
+    problems into its ValueError, and a bulk read of a real data set would print thousands)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return function(*args, **kwargs)
+    return wrapper
 
 
 def _quiet_read(path, **kwargs):
@@ -250,6 +256,16 @@ def _quiet_read(path, **kwargs):
         return pydicom.dcmread(str(path), **kwargs)
 
 
+@_silenced
+def read_header(path):
+    """The data set of ``path`` without its pixel data (fast), or one-line ValueError."""
+    try:
+        return _quiet_read(path, stop_before_pixels=True)
+    except Exception as e:  # pydicom raises many types on damaged files
+        raise _fail(path, f"not a DICOM file ({type(e).__name__}: {e})") from None
+
+
+@_silenced
 def read_stored(path):
     """``(dataset, stored values as int64 (rows, columns))`` of a grey-scale file.
 
@@ -297,6 +313,7 @@ def read_stored(path):
         raise _fail(path, f"{type(e).__name__}: {e}") from None
 
 
+@_silenced
 def read_dicom(path) -> DicomImage:
     """Read a grey-scale DICOM file into a :class:`DicomImage` (pixels float32 in ``[0, 1]``, tissue bright).
 

@@ -152,6 +152,15 @@ def test_crop_and_mask_told_apart_by_content_not_column(cbis):
     assert swapped.mask_file.parent.name.startswith("1.000000-ROI mask images")
 
 
+def test_resolve_rois_fills_every_abnormality(cbis):
+    dataset = load_cbis(cbis)
+    dataset.resolve_rois()
+    for image in dataset.images:
+        for abnormality in image.abnormalities:
+            assert abnormality.crop_file.is_file() and abnormality.mask_file.is_file()
+            assert abnormality.crop_file.parts[-4] == abnormality.roi_folder
+
+
 def test_classify_roi_files_ignores_names(tmp_path):
     crop, mask = tcia_roi(tmp_path, "x_1", together=True, mask_name="1-2.dcm")
     assert classify_roi_files([mask, crop]) == (crop, mask)

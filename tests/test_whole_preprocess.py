@@ -333,3 +333,19 @@ def test_bad_arguments():
         preprocess(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="NaN"):
         preprocess(np.full((20, 20), np.nan, np.float32))
+
+
+def test_box_reaches_the_last_rows_that_the_block_means_drop():
+    film_ = np.zeros((1030, 517), np.float32)          # 1030 = 3 * 343 + 1
+    film_[100:, :300] = 0.5
+    _, record = preprocess(film_)
+    assert record.scale == 3 and record.box[1] == 1030 and record.box[0] <= 100
+
+
+def test_integer_arrays_and_dicom_images_are_accepted(tmp_path):
+    from mammo_demo.dicom import read_dicom, write_dicom
+    value, truth = film(80, "L", "CC", borders=(), markers=0)
+    stored = np.round(value * 65535).astype(np.uint16)
+    from_int = preprocess(stored, side="L")[1].box
+    image = read_dicom(write_dicom(tmp_path / "a.dcm", stored))
+    assert preprocess(image, side="L")[1].box == from_int == preprocess(value, side="L")[1].box

@@ -15,20 +15,25 @@ with four fixes for what breaks it on real scanned films (CBIS-DDSM):
 
 1. **Film borders and scanner edges.** Bright strips along the film's sides
    join the breast into one component under a global threshold, and the crop
-   becomes the whole film. :func:`film_borders` finds them on the threshold
-   mask: a border is a band of at most ``max_border`` (10 %) of the lines
-   (rows or columns) at an image edge in which every line is at least 95 %
-   above threshold, followed inwards by a line that is not. Tissue at the
-   chest wall never fills 95 % of a whole column once the top and bottom
-   strips are discounted, and where it does (a film filled top to bottom) it
-   continues past 10 % of the width, so it is not taken for a border. The
-   bands and a gap of one work pixel are removed from the mask before
-   labelling. Partial film edges and scanner edges (a strip along part of a
-   side) are found by :func:`edge_strips`: in each line running inwards from
-   a side, the run of mask pixels that touches the edge is *short* (ends
-   within 10 % of the dimension); at least 2 % of the side's length of
-   consecutive short runs is a strip, and is removed. Tissue at the chest
-   wall makes long runs, except in the few lines at the tips of its outline.
+   becomes the whole film. Two rules find them on the threshold mask
+   (:func:`find_borders`), and what they find is removed before labelling:
+
+   * :func:`film_borders`, full borders: a band of at most ``max_border``
+     (10 %) of the lines (rows or columns) at an image edge in which every
+     line is at least 95 % above threshold, followed inwards by a line that
+     is not (removed with one more line). Tissue at the chest wall never
+     fills 95 % of a column once the top and bottom strips are discounted,
+     and where it does (a film filled top to bottom) it continues past 10 %
+     of the width, so it is not taken for a border.
+   * :func:`edge_strips`, partial film edges and scanner edges along part of
+     a side: in each line running inwards from a side, the run of mask pixels
+     that touches the edge is *short* when it ends within 10 % of the
+     dimension; at least 2 % of the side's length of consecutive lines whose
+     short runs have about the same length (a strip has a width) is a strip.
+     The tips of the breast outline at the chest wall give short runs too,
+     but their length tapers line by line, so they stay. Where a strip runs
+     along the breast only its stretches above and below the breast are
+     found: those are what would stretch the box.
 2. **Burned-in labels and markers** (``LCC``, ``RMLO``, lead markers) sit
    apart from the breast on the side opposite the chest wall. Once the borders
    that connected them to the breast are gone they are separate components,
@@ -41,9 +46,11 @@ with four fixes for what breaks it on real scanned films (CBIS-DDSM):
    ``t_otsu`` toward the background: with ``b`` the median and ``s`` the
    robust spread (1.4826 x median absolute deviation) of the pixels below
    ``t_otsu``, ``t = b + max(skin_fraction * (t_otsu - b), 4 s)`` (at most
-   ``t_otsu``; ``skin_fraction`` 0.15). The box is then grown by one work
-   pixel on each side. ``threshold="otsu"`` gives the thesis' plain rule for
-   comparison.
+   ``t_otsu``; ``skin_fraction`` 0.15). Wide bright borders would still pull
+   ``t_otsu`` up, so the threshold is computed twice: once to find the
+   borders, then again from the histogram without them. The box is grown by
+   one work pixel on each side. ``threshold="otsu"`` gives the thesis' plain
+   rule for comparison.
 4. **Tall, narrow crops** (say 3900x1250) are not squashed: the crop, with the
    breast on the left, is **padded to a square** with the background level on
    the side away from the chest wall (on the right; a wide crop is padded
@@ -623,9 +630,12 @@ def preprocess(path_or_array, method: str = "crop", side: str | None = None, siz
         work_box = (0, small.shape[0], 0, small.shape[1])
         component = np.ones_like(component)
     top, bottom, left, right = work_box
-    # back to original pixels, grown by one work pixel on each side
-    box = (max(0, (top - 1) * factor), min(height, (bottom + 1) * factor),
-           max(0, (left - 1) * factor), min(width, (right + 1) * factor))
+    # back to original pixels, grown by one work pixel on each side; a box touching the
+    # last work row or column takes the few film pixels the block means dropped
+    box = (max(0, (top - 1) * factor),
+           height if bottom >= small.shape[0] else min(height, (bottom + 1) * factor),
+           max(0, (left - 1) * factor),
+           width if right >= small.shape[1] else min(width, (right + 1) * factor))
     if side is None:
         side = side_from_image(blurred, component, background)
     flip = side == "R"
