@@ -230,6 +230,17 @@ LAYER_CASES = [
     LayerCase(lambda: nn.Upsample2D((2, 3)), (2, 3, 3, 4), gc_shape=(1, 2, 2, 3)),
     LayerCase(lambda: unpool_after_pool(nn.MaxPool2D(3, stride=2, padding=1), (2, 3, 7, 9)),
               (2, 3, 4, 5), label="MaxUnpool2D-3x3s2-pad1"),
+    LayerCase(lambda: nn.Identity(), (2, 3, 4), gc_shape=(2, 3)),
+    LayerCase(lambda: nn.Sequential([nn.Conv2D(2, 3, 3, padding=1, seed=1), nn.Tanh(),
+                                     nn.Sequential([nn.Conv2D(3, 2, 1, seed=2)])]),
+              (2, 2, 5, 4), gc_shape=(1, 2, 3, 3), label="Sequential-nested"),
+    LayerCase(lambda: nn.Residual(nn.Sequential([
+        nn.Conv2D(2, 4, 3, stride=2, padding=1, bias=False, seed=3), nn.BatchNorm2D(4)]),
+        nn.Conv2D(2, 4, 1, stride=2, seed=4)), (3, 2, 5, 5), training=True, gc_shape=(2, 2, 3, 3),
+        label="Residual-projection-BN"),
+    LayerCase(lambda: nn.Add([nn.Dense(4, 4, seed=5), None, nn.Tanh()]), (3, 4), gc_shape=(2, 4)),
+    LayerCase(lambda: nn.Concatenate([None, nn.Conv2D(2, 3, 3, padding=1, seed=6)]),
+              (2, 2, 4, 3), gc_shape=(1, 2, 3, 3)),
 ]
 
 
