@@ -64,35 +64,65 @@ def proportion(k: int, n: int) -> dict:
             "ci95": None if ci is None else [float(ci[0]), float(ci[1])], "method": "wilson"}
 
 
-def bootstrap_interval(statistic, groups, n_samples: int = BOOTSTRAP_SAMPLES,
-                       seed: int = 0) -> dict:
-    """Percentile 95% interval of ``statistic(index_array)`` over a bootstrap of ``groups``.
+def bootstrap_weights(groups, n_samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> np.ndarray:
+    """(n_samples, N) integer weights of a bootstrap over groups (images).
 
-    Args:
-        statistic: called with an index array into the samples; returns a float,
-            or raises ``ValueError`` when it is undefined on that resample
-            (e.g. an AUC on a resample with one class only).
-        groups: (N,) group of each sample (the image it was cut from); whole
-            groups are drawn with replacement.
-
-    Returns ``{"ci95": [lo, hi] or None, "method", "resamples", "skipped"}``.
+    Each resample draws the groups with replacement; a sample's weight is how
+    often its group was drawn (its patches come along together).
     """
     groups = np.asarray(groups)
-    names, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(names))]
+    _, inverse = np.unique(groups, return_inverse=True)
+    n_groups = int(inverse.max()) + 1 if len(inverse) else 0
     rng = np.random.default_rng(seed)
-    values, skipped = [], 0
-    for _ in range(int(n_samples)):
-        drawn = rng.integers(0, len(members), size=len(members))
-        idx = np.concatenate([members[g] for g in drawn]) if len(members) else np.zeros(0, int)
-        try:
-            values.append(float(statistic(idx)))
-        except ValueError:
-            skipped += 1
+    n_samples = int(n_samples)
+    drawn = rng.integers(0, max(n_groups, 1), size=(n_samples, n_groups))
+    offset = (np.arange(n_samples) * n_groups)[:, None]                   # one bincount for all
+    per_group = np.bincount((drawn + offset).ravel(),
+                            minlength=n_samples * n_groups).reshape(n_samples, n_groups)
+    return per_group[:, inverse]
+
+
+def _percentiles(values: np.ndarray, n_groups: int, n_samples: int) -> dict:
+    values = values[np.isfinite(values)]
     ci = ([float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
-          if len(values) >= 0.5 * n_samples and values else None)
-    return {"ci95": ci, "method": f"bootstrap over {len(members)} images", "resamples": len(values),
-            "skipped": skipped}
+          if len(values) >= 0.5 * n_samples else None)
+    return {"ci95": ci, "method": f"bootstrap over {n_groups} images", "resamples": int(len(values)),
+            "skipped": int(n_samples - len(values))}
+
+
+def bootstrap_auc(positive, scores, groups, n_samples: int = BOOTSTRAP_SAMPLES,
+                  seed: int = 0) -> dict:
+    """95% percentile interval of the ROC AUC over a bootstrap of images.
+
+    ``AUC = sum_ij w_i w_j ([s_i > s_j] + [s_i = s_j] / 2) / (W+ W-)`` over
+    positives ``i`` and negatives ``j`` with the resample weights ``w``
+    (:func:`bootstrap_weights`); resamples without both classes are skipped.
+    """
+    positive, scores = np.asarray(positive, bool), np.asarray(scores, np.float64)
+    pos, neg = scores[positive], scores[~positive]
+    wins = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])   # (P, Q)
+    w = bootstrap_weights(groups, n_samples, seed).astype(np.float64)
+    w_pos, w_neg = w[:, positive], w[:, ~positive]
+    denominator = w_pos.sum(axis=1) * w_neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((w_pos @ wins) * w_neg).sum(axis=1) / denominator
+    auc[denominator == 0] = np.nan
+    return _percentiles(auc, len(np.unique(np.asarray(groups))), n_samples)
+
+
+def bootstrap_balanced_accuracy(y, pred, num_classes: int, groups,
+                                n_samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
+    """95% percentile interval of the balanced accuracy over a bootstrap of images
+    (the mean recall of the classes present in each resample)."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    w = bootstrap_weights(groups, n_samples, seed).astype(np.float64)
+    onehot = (y[:, None] == np.arange(num_classes)[None, :]).astype(np.float64)       # (N, K)
+    totals = w @ onehot                                                                 # (B, K)
+    hits = w @ (onehot * (pred == y)[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(totals > 0, hits / totals, np.nan)
+        values = np.nanmean(recall, axis=1) if len(y) else np.full(len(w), np.nan)
+    return _percentiles(values, len(np.unique(np.asarray(groups))), n_samples)
 
 
 # ------------------------------------------------------------------ helpers
@@ -241,13 +271,11 @@ def compute_metrics(y_test, p_test, classes, *, image_ids=None, y_val=None, p_va
     auc_rate = {"value": auc[classes[mal]], "n": int(len(y_test)),
                 "n_positive": int(is_mal.sum()), "n_images": n_images(ids)}
     if auc_rate["value"] is not None:
-        auc_rate.update(bootstrap_interval(lambda idx: metrics.roc_auc(is_mal[idx], p_test[idx, mal]),
-                                           ids, bootstrap_samples, seed))
+        auc_rate.update(bootstrap_auc(is_mal, p_test[:, mal], ids, bootstrap_samples, seed))
     else:
         auc_rate.update({"ci95": None, "method": "undefined"})
     bal = {"value": out["balanced_accuracy"], "n": int(len(y_test)), "n_images": n_images(ids)}
-    bal.update(bootstrap_interval(lambda idx: balanced_accuracy(y_test[idx], pred[idx], k),
-                                  ids, bootstrap_samples, seed))
+    bal.update(bootstrap_balanced_accuracy(y_test, pred, k, ids, bootstrap_samples, seed))
     out["intervals"] = {
         "accuracy": proportion(correct, len(y_test)),
         "balanced_accuracy": bal,

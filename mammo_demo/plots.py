@@ -38,12 +38,18 @@ def _save(fig: Figure, path, data_label: str) -> Path:
     """
     footer = f"{data_label}\n{FOOTER}" if data_label else FOOTER
     fig.text(0.5, 0.005, footer, ha="center", va="bottom", fontsize=7, color="0.35")
-    renderer = fig.canvas.get_renderer()
-    texts = list(fig.texts) + [ax.title for ax in fig.axes]     # the footer and the suptitle
-    widest = max((t.get_window_extent(renderer).width for t in texts if t.get_text()), default=0)
-    need = widest / fig.dpi + 0.3
-    if need > fig.get_figwidth():
-        fig.set_figwidth(need)          # the layout is in figure fractions: it scales along
+    for _ in range(6):                   # widening moves the texts with the axes: check again
+        fig.draw_without_rendering()     # places the axes (aspect, colour bars) and titles
+        renderer = fig.canvas.get_renderer()
+        width = fig.get_figwidth() * fig.dpi
+        texts = [t for t in list(fig.texts) + [ax.title for ax in fig.axes] if t.get_text()]
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        overflow = max([0.0] + [max(-b.x0, b.x1 - width) for b in boxes])
+        widest = max([0.0] + [b.width for b in boxes])
+        need = max(widest, width + 2 * overflow) / fig.dpi + (0.3 if overflow > 0 else 0.0)
+        if overflow <= 0 and widest <= width:
+            break
+        fig.set_figwidth(need)           # the layout is in figure fractions: it scales along
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")

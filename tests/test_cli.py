@@ -10,16 +10,17 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import nnlite as nn
-from mammo_demo import cli
+from mammo_demo import cli, experiment
 from mammo_demo import report
 from mammo_demo.saved_model import predict_roi
-from mammo_demo.mias import load_mias
+from mammo_demo.mias import load_mias, write_pgm
 
 RUN_FILES = {"config.json", "data.json", "history.csv", "history.json", "best_model.npz",
              "checkpoint.npz", "metrics.json", "report.txt", "curves.png",
@@ -310,3 +311,184 @@ def test_download_mias_over_loopback(loopback_archive, tmp_path, capsys):
                      "--url", loopback_archive.replace("all-mias", "missing")]) == 2
     err = _error(capsys)
     assert err.startswith("mammo-demo: error: ") and "404" in err
+
+
+# ================================================================== issue 18
+# ------------------------------------------------------------------ honest numbers
+def test_metrics_json_and_reports_carry_n_and_intervals(tiny_run):
+    m = json.loads((tiny_run / "metrics.json").read_text())
+    acc = m["intervals"]["accuracy"]
+    assert acc["n"] == m["n_test"] and acc["method"] == "wilson" and len(acc["ci95"]) == 2
+    assert m["intervals"]["malignant_auc"]["method"].startswith("bootstrap over")
+    assert m["baseline"]["class"] == "normal" and "balanced_accuracy" in m
+    for c in ("normal", "benign", "malignant"):
+        row = m["per_class"][c]
+        assert {"precision", "recall", "specificity", "f1", "support"} <= set(row)
+        assert {"value", "k", "n", "ci95"} <= set(row["recall"])
+    text = (tiny_run / "report.txt").read_text()
+    for words in ("95% CI", "balanced accuracy", "majority-class baseline", "precision (95% CI)",
+                  "support", "not meaningful", "--folds"):
+        assert words in text
+    md = (tiny_run / "report.md").read_text()
+    assert "![roc.png](roc.png)" in md and "| class |" in md and "balanced accuracy" in md
+    assert "best epoch" in md
+
+
+def test_metrics_json_is_written_once(tiny_data, tmp_path, monkeypatch):
+    writes = []
+    real = experiment.write_json
+
+    def counting(path, obj):
+        writes.append(Path(path).name)
+        return real(path, obj)
+
+    monkeypatch.setattr(experiment, "write_json", counting)
+    assert cli.main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), *QUICK,
+                     "--epochs", "0"]) == 0
+    assert writes.count("metrics.json") == 1
+
+
+def test_evaluate_split_all_and_val_do_not_choose_the_threshold_on_what_they_evaluate(tiny_run,
+                                                                                     capsys):
+    model = str(tiny_run / "best_model.npz")
+    for split in ("all", "val"):
+        assert cli.main(["evaluate", "--model", model, "--split", split, "--quiet"]) == 0
+        out = capsys.readouterr().out
+        assert "specificity at 90% sensitivity not reported" in out
+    assert cli.main(["evaluate", "--model", model, "--quiet"]) == 0
+    assert "chosen on the training run's validation split" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ provenance
+def test_the_model_file_says_where_its_data_came_from(tiny_run, tiny_data):
+    meta = nn.read_metadata(tiny_run / "best_model.npz")
+    assert meta["data"] == "phantom" and meta["phantom_seed"] == 1 and meta["seed"] == 0
+    assert meta["task"] == "all" and meta["classes"] == ["normal", "benign", "malignant"]
+    assert meta["which"] == "best" and meta["epoch"] == 1
+    assert meta["source"] == str(tiny_data) and meta["image_size"] == 128
+    assert set(meta["split_counts"]) == {"train", "val", "test"}
+
+
+def test_predict_and_evaluate_print_the_provenance_and_warn(tiny_run, tiny_data, tmp_path, capsys):
+    ds = load_mias(tiny_data)
+    row = next(r for r in ds.records if r.has_coordinates)
+    # an image outside the phantom folder: the folder no longer says PHANTOM, the model does
+    lone = tmp_path / "elsewhere" / f"{row.refnum}.pgm"
+    lone.parent.mkdir()
+    lone.write_bytes((tiny_data / f"{row.refnum}.pgm").read_bytes())
+    args = ["--image", str(lone), "--x", str(row.x), "--y", str(row.y), "--radius", str(row.radius)]
+    assert cli.main(["predict", "--model", str(tiny_run / "best_model.npz"), *args]) == 0
+    out = capsys.readouterr().out
+    assert "trained on PHANTOM (synthetic) data, phantom seed 1" in out
+    assert "WARNING: this model was trained on PHANTOM" in out
+    assert "the best model (lowest validation loss): epoch 1" in out
+    assert cli.main(["predict", "--model", str(tiny_run / "checkpoint.npz"), *args]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint.npz is the training checkpoint: the model after the LAST epoch" in out
+    assert cli.main(["evaluate", "--model", str(tiny_run / "best_model.npz"), "--quiet"]) == 0
+    assert "WARNING: this model was trained on PHANTOM" in capsys.readouterr().out
+
+
+def test_predict_rejects_an_image_train_rejects(tiny_run, tmp_path, capsys):
+    small = write_pgm(tmp_path / "mdb001.pgm", np.zeros((64, 64), np.uint8))
+    assert cli.main(["predict", "--model", str(tiny_run / "best_model.npz"), "--image", str(small),
+                     "--x", "10", "--y", "10", "--radius", "5"]) == 2
+    assert "was trained on 128x128 films; train refuses other sizes" in _error(capsys)
+
+
+# ------------------------------------------------------------------ the CLI as a user expects
+def test_train_reduced_alexnet(tiny_data, tmp_path, capsys):
+    run = tmp_path / "alex"
+    assert cli.main(["train", "--data", str(tiny_data), "--out", str(run), "--model",
+                     "reduced_alexnet", "--epochs", "1", "--patch-size", "32", "--quiet"]) == 0
+    model = nn.load(run / "best_model.npz")
+    assert model.name == "reduced_alexnet"
+    assert json.loads((run / "config.json").read_text())["model"] == "reduced_alexnet"
+    assert nn.read_metadata(run / "best_model.npz")["model"] == "reduced_alexnet"
+    assert cli.main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "x"), "--model",
+                     "reduced_alexnet", "--patch-size", "16", "--quiet"]) == 2
+    assert "at least 29 pixels for reduced_alexnet" in _error(capsys)
+
+
+def test_evaluate_refuses_the_training_runs_folder(tiny_run, capsys):
+    before = {p.name: p.read_bytes() for p in tiny_run.iterdir() if p.suffix in (".json", ".txt")}
+    assert cli.main(["evaluate", "--model", str(tiny_run / "best_model.npz"), "--out",
+                     str(tiny_run), "--quiet"]) == 2
+    assert "holds the outputs of a training run" in _error(capsys)
+    assert {p.name: p.read_bytes() for p in tiny_run.iterdir()
+            if p.suffix in (".json", ".txt")} == before
+
+
+def test_evaluate_may_rewrite_its_own_output_folder(tiny_run, tmp_path):
+    out = tmp_path / "ev"
+    model = str(tiny_run / "best_model.npz")
+    assert cli.main(["evaluate", "--model", model, "--out", str(out), "--quiet"]) == 0
+    assert (out / "report.md").is_file() and (out / "report.txt").is_file()
+    assert cli.main(["evaluate", "--model", model, "--out", str(out), "--quiet"]) == 0
+
+
+def test_a_run_that_fails_before_training_leaves_nothing(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tiny_data), "--out", str(run), *QUICK,
+                     "--folds", "1000"]) == 2
+    _error(capsys)
+    assert not run.exists()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for p in tiny_data.iterdir():
+        broken.joinpath(p.name).write_bytes(p.read_bytes())
+    victim = sorted(broken.glob("mdb*.pgm"))[3]
+    victim.write_bytes(victim.read_bytes()[:500])                     # a truncated PGM
+    assert cli.main(["train", "--data", str(broken), "--out", str(run), *QUICK]) == 2
+    assert "truncated PGM" in _error(capsys)
+    assert not run.exists()
+    victim.write_bytes((tiny_data / victim.name).read_bytes())        # fixed: the same command runs
+    assert cli.main(["train", "--data", str(broken), "--out", str(run), *QUICK, "--epochs", "0"]) == 0
+
+
+def test_resume_without_epochs_keeps_the_original_plan(tiny_run, tmp_path, capsys):
+    import shutil
+    run = tmp_path / "resumed"
+    shutil.copytree(tiny_run, run)
+    data = json.loads((run / "config.json").read_text())["data_dir"]
+    assert cli.main(["train", "--data", data, "--out", str(run), "--batch-size", "16",
+                     "--patch-size", "16", "--quiet", "--resume"]) == 0
+    assert "--resume: resuming to the original plan of 1 epochs" in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["epochs"] == 1
+    assert len(json.loads((run / "history.json").read_text())) == 1       # no epoch added
+
+
+def test_ctrl_c_prints_the_exact_resume_command(tiny_data, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "train_and_evaluate", interrupted)
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(tiny_data), "--out", str(run), *QUICK]
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err
+    expected = cli.resume_command(argv, run)
+    assert expected in err and expected.endswith(f"--out {run} --resume")
+    assert expected.startswith(f"mammo-demo train --data {tiny_data} --epochs 1")
+
+
+def test_two_trains_into_one_folder_the_second_fails(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = ("import sys, time; from mammo_demo.runfolder import RunFolder; "
+            "f = RunFolder(sys.argv[1], outputs=()); f.acquire(); print('held', flush=True); "
+            "time.sleep(60)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert cli.main(["train", "--data", str(tiny_data), "--out", str(run), *QUICK]) == 2
+        err = _error(capsys)
+        assert f"{run} is in use by another mammo-demo run" in err and f"pid {holder.pid}" in err
+        assert sorted(p.name for p in run.iterdir()) == [".lock"]     # nothing of ours written
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.05)
+    assert cli.main(["train", "--data", str(tiny_data), "--out", str(run), *QUICK,
+                     "--epochs", "0"]) == 0

@@ -433,3 +433,23 @@ def test_overwrite_removes_only_the_earlier_runs_files(tmp_path):
     with _folder(run) as f:
         f.prepare({}, overwrite=True)
     assert sorted(p.name for p in run.iterdir()) == ["keep", "notes.txt"]
+
+
+def test_the_border_bands_of_grad_cam_are_the_zero_padding():
+    """On a flat patch (all zeros = the patch mean after normalisation) any structure in the map
+    comes from the zero padding of the 'same' convolutions: it lies inside padding_margin."""
+    from mammo_demo.gradcam import grad_cam, padding_margin
+
+    model = nn.zoo.mias_cnn(3, input_shape=(1, 48, 48), seed=3)
+    for p in model.parameters():          # a trained network's biases are not zero
+        if p.data.ndim == 1:
+            p.data[:] = np.random.default_rng(4).uniform(0.05, 0.2, p.data.shape)
+    margin = padding_margin(model)
+    assert margin == 6                                  # conv1: 2 px; conv2: 2 cells of 2 px
+    flat = np.zeros((1, 1, 48, 48), np.float32)
+    heat, _ = grad_cam(model, flat, class_index=2)
+    inside = heat[0, margin:-margin, margin:-margin]
+    ring = np.concatenate([heat[0, :margin].ravel(), heat[0, -margin:].ravel()])
+    assert np.ptp(inside) < 1e-5                       # flat inside
+    assert np.ptp(ring) > 1e-3                          # the bands: all in the padding ring
+    assert padding_margin(nn.Sequential([nn.Conv2D(1, 2, 3), nn.ReLU()])) == 0
