@@ -16,12 +16,30 @@ in a code cell and un-commented in the notebook. The sources are the place to
 edit a lesson: they diff well and review well, and ``tests/test_lessons.py``
 checks that every notebook still matches its source.
 
+Exercises are two tagged code cells::
+
+    # %% [exercise 1.2]
+    def output_size(N, f, s, p):
+        # TODO (exercise 1.2): return the output size along one axis
+        raise NotImplementedError
+
+    # %% [check 1.2]
+    lk.check_cases("1.2", [...])          # prints "Exercise 1.2: not done yet / wrong - ... / correct"
+
+The notebooks are stored with the stubs. The reference answers live in
+``lessons/solutions/NN_name.py``, in the same format, as ``# %% [solution 1.2]``
+cells (the whole body of the exercise cell) and ``# %% [wrong 1.2]`` cells
+(a deliberately wrong answer, which the test suite feeds to the check to prove
+that it can fail). ``--solved DIR`` builds, runs and writes the notebooks with
+the solutions filled in (for teachers), never over the stored ones.
+
 Usage (from the repository root)::
 
     python lessons/build_lessons.py              # build + execute all eight, save them
     python lessons/build_lessons.py 3 5          # only lessons 03 and 05
     python lessons/build_lessons.py --no-execute # cells only, outputs left empty
     python lessons/build_lessons.py --check      # exit 1 if a notebook differs from its source
+    python lessons/build_lessons.py --solved /tmp/solved   # solved copies, run, in /tmp/solved
 
 Execution uses :func:`execute_notebook`: a Jupyter kernel named ``python3``
 whose kernel spec is written to a temporary directory and points at the
@@ -42,11 +60,12 @@ from pathlib import Path
 
 LESSONS_DIR = Path(__file__).resolve().parent
 SRC_DIR = LESSONS_DIR / "src"
+SOLUTIONS_DIR = LESSONS_DIR / "solutions"
 KERNEL_NAME = "python3"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 _MAGIC = re.compile(r"^# (%(?:matplotlib|config|timeit|time)\b.*)$")  # "# %matplotlib inline"
-_HEADER = re.compile(r"^# %%(?: \[(markdown|md)\])?\s*$")
+_HEADER = re.compile(r"^# %%(?: \[(markdown|md|(?:exercise|check|solution|wrong) \d+\.\d+)\])?\s*$")
 
 
 def sources() -> list:
@@ -59,17 +78,19 @@ def notebook_path(src: Path) -> Path:
 
 
 def parse_percent(text: str, where: str = "<source>") -> list:
-    """Split a percent-format script into cells: a list of ``(kind, source)``.
+    """Split a percent-format script into cells: a list of ``(kind, source, tag)``.
 
-    ``kind`` is ``"markdown"`` or ``"code"``. Text before the first ``# %%``
-    line (a module docstring, say) is ignored. Leading and trailing blank
-    lines of each cell are dropped.
+    ``kind`` is ``"markdown"`` or ``"code"``; ``tag`` is None or, for a code
+    cell headed ``# %% [exercise 1.2]`` (or ``check``, ``solution``, ``wrong``),
+    the pair ``("exercise", "1.2")``. Text before the first ``# %%`` line (a
+    module docstring, say) is ignored. Leading and trailing blank lines of each
+    cell are dropped.
 
     Raises:
         ValueError: a markdown cell holds a line that is not a comment
             (names the file and line).
     """
-    cells, kind, lines, start = [], None, [], 0
+    cells, kind, tag, lines, start = [], None, None, [], 0
 
     def flush():
         if kind is None:
@@ -96,41 +117,122 @@ def parse_percent(text: str, where: str = "<source>") -> list:
             body = out
         else:
             body = [_MAGIC.sub(r"\1", line) for line in body]
-        if body:
-            cells.append((kind, "\n".join(body)))
+        if body or tag:
+            cells.append((kind, "\n".join(body), tag))
 
     for n, line in enumerate(text.splitlines()):
         m = _HEADER.match(line)
         if m:
             flush()
-            kind, lines, start = ("markdown" if m.group(1) else "code"), [], n
+            label = m.group(1) or ""
+            tag = tuple(label.split()) if " " in label else None
+            kind = "markdown" if label in ("markdown", "md") else "code"
+            lines, start = [], n
         elif kind is not None:
             lines.append(line)
     flush()
     return cells
 
 
-def build_notebook(src: Path):
-    """A fresh, unexecuted notebook for ``src`` with stable cell ids."""
+def solutions_path(src: Path) -> Path:
+    """``lessons/solutions/NN_name.py``, the reference answers of lesson ``src``."""
+    return SOLUTIONS_DIR / src.name
+
+
+def load_solutions(src: Path) -> tuple:
+    """``(solutions, wrong)``: dicts exercise id -> cell body, from :func:`solutions_path`.
+
+    Raises:
+        ValueError: the file holds an untagged cell, a tag other than
+            ``solution``/``wrong``, or one id twice.
+    """
+    path = solutions_path(src)
+    found = {"solution": {}, "wrong": {}}
+    for kind, body, tag in parse_percent(path.read_text(encoding="utf-8"), where=str(path)):
+        if kind != "code" or tag is None or tag[0] not in found:
+            raise ValueError(f"{path}: every cell must be '# %% [solution N.k]' or "
+                             f"'# %% [wrong N.k]', got a {kind} cell tagged {tag}")
+        role, ident = tag
+        if ident in found[role]:
+            raise ValueError(f"{path}: two '{role} {ident}' cells")
+        found[role][ident] = body
+    return found["solution"], found["wrong"]
+
+
+def exercise_ids(nb) -> list:
+    """The exercise ids of a notebook, in order (from the stub cells' metadata)."""
+    return [c.metadata["lesson"]["id"] for c in nb.cells
+            if c.metadata.get("lesson", {}).get("role") == "exercise"]
+
+
+def _code_cell(body, ident, role=None, exercise=None):
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(body, id=ident)
+    if role:
+        cell.metadata["tags"] = [role]
+        cell.metadata["lesson"] = {"role": role, "id": exercise}
+    return cell
+
+
+def build_notebook(src: Path, solved: bool = False, wrong: bool = False):
+    """A fresh, unexecuted notebook for ``src`` with stable cell ids.
+
+    ``solved``: replace each exercise stub with its reference solution from
+    :func:`solutions_path`. ``wrong`` (with ``solved``): after the check of each
+    exercise that has a ``wrong`` answer, add three cells: the wrong answer, a
+    copy of the check (which must then report "wrong"), and the solution again,
+    so that the cells below see the right answer.
+
+    Raises:
+        ValueError: no cells; a check without its exercise; with ``solved``, an
+            exercise without a solution or a solution without an exercise.
+    """
     import nbformat
 
     cells = parse_percent(src.read_text(encoding="utf-8"), where=str(src))
     if not cells:
-        raise ValueError(f"{src}: no '# %%' cells found")
+        raise ValueError(f"{src}: no '# %% ' cells found")
+    solutions, wrongs = load_solutions(src) if solved else ({}, {})
     prefix = src.stem.split("_")[0]
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
-    for i, (kind, body) in enumerate(cells):
-        make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
-        nb.cells.append(make(body, id=f"lesson{prefix}-cell{i:02d}"))
+    stubs = []
+    for i, (kind, body, tag) in enumerate(cells):
+        ident = f"lesson{prefix}-cell{i:02d}"
+        if kind == "markdown":
+            nb.cells.append(nbformat.v4.new_markdown_cell(body, id=ident))
+            continue
+        role, exercise = tag if tag else (None, None)
+        if role in ("solution", "wrong"):
+            raise ValueError(f"{src}: a '{role}' cell belongs in {solutions_path(src)}")
+        if role == "check" and exercise not in stubs:
+            raise ValueError(f"{src}: 'check {exercise}' comes before 'exercise {exercise}'")
+        if role == "exercise":
+            stubs.append(exercise)
+            if solved:
+                if exercise not in solutions:
+                    raise ValueError(f"{solutions_path(src)}: no solution for exercise {exercise}")
+                body = solutions[exercise]
+        nb.cells.append(_code_cell(body, ident, role, exercise))
+        if role == "check" and wrong and exercise in wrongs:
+            nb.cells.append(_code_cell(wrongs[exercise], ident + "-wrong", "wrong", exercise))
+            nb.cells.append(_code_cell(body, ident + "-recheck", "recheck", exercise))
+            nb.cells.append(_code_cell(solutions[exercise], ident + "-resolve", "solution",
+                                       exercise))
+    extra = sorted(set(solutions) - set(stubs))
+    if extra:
+        raise ValueError(f"{solutions_path(src)}: solutions for exercises {extra} that "
+                         f"{src.name} does not have")
     nbformat.validate(nb)
     return nb
 
 
 def cell_sources(nb) -> list:
-    """``(cell_type, source)`` of every cell: what :func:`build_notebook` controls."""
-    return [(c.cell_type, c.source) for c in nb.cells]
+    """``(cell_type, source, role, exercise)`` of every cell: what :func:`build_notebook` controls."""
+    return [(c.cell_type, c.source, c.metadata.get("lesson", {}).get("role"),
+             c.metadata.get("lesson", {}).get("id")) for c in nb.cells]
 
 
 @contextlib.contextmanager
@@ -189,8 +291,13 @@ def main(argv=None) -> int:
     parser.add_argument("--no-execute", action="store_true", help="do not run the notebooks")
     parser.add_argument("--check", action="store_true",
                         help="only compare each notebook's cells with its source")
+    parser.add_argument("--solved", metavar="DIR", type=Path,
+                        help="fill in the reference solutions and write the notebooks to DIR "
+                             "(never over the stored ones)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     args = parser.parse_args(argv)
+    if args.solved is not None and args.solved.resolve() == LESSONS_DIR:
+        parser.error("--solved must name another folder: lessons/ keeps the stubs")
 
     chosen = [s for s in sources() if not args.lessons or int(s.stem[:2]) in args.lessons]
     if not chosen:
@@ -199,7 +306,10 @@ def main(argv=None) -> int:
     status = 0
     for src in chosen:
         target = notebook_path(src)
-        nb = build_notebook(src)
+        nb = build_notebook(src, solved=args.solved is not None)
+        if args.solved is not None:
+            args.solved.mkdir(parents=True, exist_ok=True)
+            target = args.solved / target.name
         if args.check:
             stored = nbformat.read(target, as_version=4) if target.exists() else None
             same = stored is not None and cell_sources(stored) == cell_sources(nb)

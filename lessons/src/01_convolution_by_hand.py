@@ -16,33 +16,25 @@
 #
 # **You need:** Python and NumPy arrays (indexing, slicing, `shape`). Run the cells from
 # top to bottom with Shift+Enter.
+#
+# **Exercises.** A cell marked `# TODO (exercise 1.k)` is yours to write: it starts as a
+# stub that raises `NotImplementedError`. The cell after it checks your code and prints
+# *not done yet*, *wrong* (with what differs) or *correct*; until you are done, the
+# cells below carry on with nnlite's own version.
 
 # %%
 # %matplotlib inline
+import sys
+from pathlib import Path
+
 import numpy as np
 import matplotlib.pyplot as plt
 import nnlite as nn
 
-np.set_printoptions(precision=3, suppress=True, linewidth=100)
-plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+sys.path.insert(0, str(Path.cwd() if Path("lessonkit.py").exists() else Path.cwd() / "lessons"))
+import lessonkit as lk          # what every lesson shares: lk.show (draw an array), lk.check, ...
 
-
-def show(ax, a, title, annotate=True, cmap="gray"):
-    """Draw a 2-D array as an image; write each value into its cell when `annotate`.
-
-    With the diverging map "coolwarm", zero is white, positive red, negative blue.
-    """
-    lim = float(np.abs(a).max()) or 1.0
-    ax.imshow(a, cmap=cmap, **({"vmin": -lim, "vmax": lim} if cmap == "coolwarm" else {}))
-    ax.set_title(title)
-    ax.set_xlabel("column j")
-    ax.set_ylabel("row i")
-    if annotate:
-        ax.set_xticks(range(a.shape[1]))
-        ax.set_yticks(range(a.shape[0]))
-        for (i, j), v in np.ndenumerate(a):
-            ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=8,
-                    bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "edgecolor": "none"})
+lk.setup(precision=3)
 
 # %% [markdown]
 # ## 1. The operation
@@ -80,30 +72,36 @@ print(w.astype(int))
 # %% [markdown]
 # ## 2. Loops first
 #
-# Four nested loops: two over the output positions $(i, j)$, two over the kernel
-# entries $(u, v)$. Nothing is hidden.
+# **Exercise 1.1.** Write the valid correlation with four nested loops: two over the
+# output positions $(i, j)$, two over the kernel entries $(u, v)$. Nothing is hidden.
+# (The image need not be square, nor the kernel.)
 
-# %%
+# %% [exercise 1.1]
 def correlate2d_valid(x, w):
     """Valid 2-D cross-correlation with explicit loops.
 
     x: (H, W) image, w: (KH, KW) kernel  ->  y: (H - KH + 1, W - KW + 1), with
     y[i, j] = sum_u sum_v w[u, v] * x[i + u, j + v]
     """
-    H, W = x.shape
-    KH, KW = w.shape
-    OH, OW = H - KH + 1, W - KW + 1
-    y = np.zeros((OH, OW), dtype=x.dtype)
-    for i in range(OH):                  # every output row ...
-        for j in range(OW):              # ... and column is one placement of the kernel
-            total = 0.0
-            for u in range(KH):          # the weighted sum over the KH x KW window
-                for v in range(KW):
-                    total += w[u, v] * x[i + u, j + v]
-            y[i, j] = total
-    return y
+    # TODO (exercise 1.1): allocate y (OH, OW) with np.zeros, then loop over i, j (the
+    # output positions) and u, v (the kernel entries), and return y
+    raise NotImplementedError
 
+# %% [check 1.1]
+check_rng = np.random.default_rng(1)
+cases = [("the lecture's T image and kernel", lambda: correlate2d_valid(x, w),
+          lk.correlate2d_nnlite(x, w))]
+for image_shape, kernel_shape in [((5, 6), (2, 3)), ((4, 4), (4, 4)), ((6, 3), (3, 1))]:
+    x_case = check_rng.normal(size=image_shape)
+    w_case = check_rng.normal(size=kernel_shape)
+    cases.append((f"a random {image_shape} image and {kernel_shape} kernel",
+                  lambda x_case=x_case, w_case=w_case: correlate2d_valid(x_case, w_case),
+                  lk.correlate2d_nnlite(x_case, w_case)))
+done = lk.check_cases("1.1", cases)
+correlate2d_valid = lk.fallback(done, correlate2d_valid, lk.correlate2d_nnlite,
+                                "a version built on nn.Conv2D")
 
+# %%
 y = correlate2d_valid(x, w)
 print("y = x * w, valid:", x.shape, "->", y.shape)
 print(y)
@@ -145,11 +143,11 @@ print("sum =", (w * window).sum(), "  y[2, 2] =", y[i, j])
 relu_y = np.maximum(y, 0)
 print(relu_y)
 
-fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
-show(axes[0], x, "image x (7x7)")
-show(axes[1], w, "kernel w (3x3)", cmap="coolwarm")
-show(axes[2], y, "feature map y (5x5)", cmap="coolwarm")
-show(axes[3], relu_y, "ReLU(y): negatives zeroed")
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+lk.show(axes[0], x, "image x (7x7)")
+lk.show(axes[1], w, "kernel w (3x3)", cmap="coolwarm")
+lk.show(axes[2], y, "feature map y (5x5)", cmap="coolwarm")
+lk.show(axes[3], relu_y, "ReLU(y): negatives zeroed")
 fig.tight_layout()
 
 # %% [markdown]
@@ -255,10 +253,10 @@ for N, f, s, p in [(7, 3, 1, 0), (7, 3, 2, 0), (7, 3, 1, 1), (7, 3, 2, 1), (8, 3
 # The T image with stride 2, and with one pixel of padding ("same" size):
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
-show(axes[0], correlate2d(x, w), "valid, s=1: 5x5", cmap="coolwarm")
-show(axes[1], correlate2d(x, w, stride=2), "s=2: 3x3", cmap="coolwarm")
-show(axes[2], correlate2d(x, w, padding=1), "p=1 ('same'): 7x7", cmap="coolwarm")
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+lk.show(axes[0], correlate2d(x, w), "valid, s=1: 5x5", cmap="coolwarm")
+lk.show(axes[1], correlate2d(x, w, stride=2), "s=2: 3x3", cmap="coolwarm")
+lk.show(axes[2], correlate2d(x, w, padding=1), "p=1 ('same'): 7x7", cmap="coolwarm")
 fig.tight_layout()
 
 # %% [markdown]
@@ -336,9 +334,9 @@ maps = edges.forward(pic.reshape(1, 1, 24, 24))
 print("picture (1, 1, 24, 24) -> feature maps", maps.shape)
 
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.3))
-show(axes[0], pic, "input", annotate=False)
-show(axes[1], maps[0, 0], "filter 0: vertical edges", annotate=False, cmap="coolwarm")
-show(axes[2], maps[0, 1], "filter 1: horizontal edges", annotate=False, cmap="coolwarm")
+lk.show(axes[0], pic, "input", annotate=False)
+lk.show(axes[1], maps[0, 0], "filter 0: vertical edges", annotate=False, cmap="coolwarm")
+lk.show(axes[2], maps[0, 1], "filter 1: horizontal edges", annotate=False, cmap="coolwarm")
 fig.tight_layout()
 
 # %% [markdown]
@@ -353,56 +351,72 @@ fig.tight_layout()
 #
 # ## Exercises
 #
-# Each answer cell comes **filled in with a solution** so that the notebook runs top to
-# bottom. Cover it, write your own answer in its place, and run the cell: `check`
-# compares your answer with what nnlite computes and raises an error if they differ.
+# As with exercise 1.1: replace each stub's `raise NotImplementedError` with your code,
+# run the cell, then run the check below it.
+#
+# **Exercise 1.2.** Write the output size along one axis of a convolution (or pooling)
+# with input size `N`, kernel size `f`, stride `s` and padding `p`. The check compares it
+# with `nn.Conv2D(...).output_shape` on a dozen cases, AlexNet's first layer among them.
 
-# %%
-def check(name, answer, expected):
-    """Raise AssertionError unless `answer` equals `expected` (numbers, tuples or arrays)."""
-    if answer is None:
-        raise AssertionError(f"{name}: no answer yet - replace None with your answer")
-    answer = np.asarray(answer, dtype=float)
-    expected = np.asarray(expected, dtype=float)
-    if answer.shape != expected.shape:
-        raise AssertionError(f"{name}: expected an answer of shape {expected.shape}, "
-                             f"got {answer.shape}")
-    if not np.allclose(answer, expected, rtol=1e-5, atol=1e-6):
-        raise AssertionError(f"{name}: not quite - check your working and try again")
-    print(f"{name}: correct")
+# %% [exercise 1.2]
+def output_size(N, f, s, p):
+    """The number of kernel placements along an axis of N pixels (an int)."""
+    # TODO (exercise 1.2): return the output size (mind the floor when s does not divide)
+    raise NotImplementedError
 
-# %% [markdown]
-# **Exercise 1.** A 64x64 input, a 5x5 kernel, stride 2, padding 1. What is the output
-# height?
-
-# %%
-answer_1 = (64 - 5 + 2 * 1) // 2 + 1
-check("Exercise 1", answer_1, nn.Conv2D(1, 1, 5, stride=2, padding=1).output_shape((1, 64, 64))[1])
+# %% [check 1.2]
+size_cases = [(64, 5, 2, 1), (7, 3, 1, 0), (7, 3, 2, 0), (8, 3, 2, 0), (7, 3, 3, 0),
+              (32, 5, 1, 2), (227, 11, 4, 0), (10, 4, 3, 1), (5, 5, 1, 0), (9, 2, 4, 3)]
+lk.check_cases("1.2", [(f"output_size{case}", lambda case=case: output_size(*case),
+                        nn.Conv2D(1, 1, case[1], stride=case[2], padding=case[3])
+                        .output_shape((1, case[0], case[0]))[1])
+                       for case in size_cases])
 
 # %% [markdown]
-# **Exercise 2.** Which padding $p$ makes a 5x5 convolution with stride 1 keep a 32x32
-# image at 32x32? And which padding gives the *full* convolution (35x35)? Answer with the
-# pair `(p_same, p_full)`.
+# **Exercise 1.3.** For an odd kernel size `f` and stride 1, which padding keeps the size
+# of the image ("same"), and which gives the *full* convolution, of size $N + f - 1$?
+# Return the pair `(p_same, p_full)`.
 
-# %%
-answer_2 = ((5 - 1) // 2, 5 - 1)
-check("Exercise 2", [nn.Conv2D(1, 1, 5, padding=p).output_shape((1, 32, 32))[1] for p in answer_2],
-      [32, 32 + 5 - 1])
+# %% [exercise 1.3]
+def same_and_full_padding(f):
+    """(p_same, p_full) for an odd kernel size f and stride 1."""
+    # TODO (exercise 1.3): return the two paddings, as a tuple of two ints
+    raise NotImplementedError
+
+# %% [check 1.3]
+lk.check_cases("1.3", [(f"f = {f} on a 32x32 image: the output sizes with your paddings",
+                        lambda f=f: [nn.Conv2D(1, 1, f, padding=p).output_shape((1, 32, 32))[1]
+                                     for p in same_and_full_padding(f)],
+                        [32, 32 + f - 1])
+                       for f in (1, 3, 5, 7)])
 
 # %% [markdown]
-# **Exercise 3.** How many parameters (weights and biases) does `nn.Conv2D(3, 16, 5)` have?
+# **Exercise 1.4.** How many parameters (weights and biases) has a convolutional layer with
+# `C` input channels and `F` filters of size `f` x `f`?
 
-# %%
-answer_3 = 16 * (3 * 5 * 5 + 1)
-check("Exercise 3", answer_3, sum(p.size for p in nn.Conv2D(3, 16, 5).parameters()))
+# %% [exercise 1.4]
+def conv_params(C, F, f):
+    """The number of weights and biases of nn.Conv2D(C, F, f)."""
+    # TODO (exercise 1.4): return the count (section 6 has the formula's ingredients)
+    raise NotImplementedError
+
+# %% [check 1.4]
+lk.check_cases("1.4", [(f"conv_params{case}", lambda case=case: conv_params(*case),
+                        sum(p.size for p in nn.Conv2D(*case).parameters()))
+                       for case in [(3, 16, 5), (1, 32, 5), (32, 64, 5), (3, 96, 11), (64, 1, 1)]])
 
 # %% [markdown]
-# **Exercise 4.** Transpose the lecture's kernel, so that every *column* is
-# $[-1, 2, 0]^T$, and correlate it with the T image (valid). By hand: what is the output
-# at row 0, column 2? (Hint: the window is `x[0:3, 2:5]`.)
+# **Exercise 1.5.** A number, by hand. Transpose the lecture's kernel, so that every
+# *column* is $[-1, 2, 0]^T$, and correlate it with the T image (valid). What is the output
+# at row 0, column 2? (Hint: the window is `x[0:3, 2:5]`; look at its row sums.)
 
-# %%
-answer_4 = -1 * 0 + 2 * 3 + 0 * 1      # kernel rows times the window's row sums 0, 3, 1
+# %% [exercise 1.5]
+def transposed_kernel_output():
+    """y[0, 2] for the T image and the transposed lecture kernel (a number)."""
+    # TODO (exercise 1.5): return the number you worked out by hand
+    raise NotImplementedError
+
+# %% [check 1.5]
 layer = nn.Conv2D(1, 1, 3, bias=False)
 layer.W.data[...] = w.T.reshape(1, 1, 3, 3)
-check("Exercise 4", answer_4, layer.forward(x4)[0, 0, 0, 2])
+lk.check("1.5", transposed_kernel_output, layer.forward(x4)[0, 0, 0, 2])

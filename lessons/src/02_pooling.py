@@ -17,26 +17,17 @@
 
 # %%
 # %matplotlib inline
+import sys
+from pathlib import Path
+
 import numpy as np
 import matplotlib.pyplot as plt
 import nnlite as nn
 
-np.set_printoptions(precision=3, suppress=True, linewidth=100)
-plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+sys.path.insert(0, str(Path.cwd() if Path("lessonkit.py").exists() else Path.cwd() / "lessons"))
+import lessonkit as lk          # what every lesson shares: lk.show (draw an array), lk.check, ...
 
-
-def show(ax, a, title, annotate=True, cmap="viridis"):
-    """Draw a 2-D array as an image; write each value into its cell when `annotate`."""
-    ax.imshow(a, cmap=cmap)
-    ax.set_title(title)
-    ax.set_xlabel("column j")
-    ax.set_ylabel("row i")
-    if annotate:
-        ax.set_xticks(range(a.shape[1]))
-        ax.set_yticks(range(a.shape[0]))
-        for (i, j), v in np.ndenumerate(a):
-            ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=8,
-                    bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "edgecolor": "none"})
+lk.setup(precision=3)
 
 # %% [markdown]
 # ## 1. Max and average pooling
@@ -78,10 +69,10 @@ print("average pooling:\n", y_avg[0, 0])
 assert np.array_equal(y_max[0, 0], pool2d(x, 2, 2, np.max))
 assert np.allclose(y_avg[0, 0], pool2d(x, 2, 2, np.mean))
 
-fig, axes = plt.subplots(1, 3, figsize=(9, 3))
-show(axes[0], x, "x (4x4)")
-show(axes[1], y_max[0, 0], "MaxPool2D(2)")
-show(axes[2], y_avg[0, 0], "AvgPool2D(2)")
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+lk.show(axes[0], x, "x (4x4)", cmap="viridis")
+lk.show(axes[1], y_max[0, 0], "MaxPool2D(2)", cmap="viridis")
+lk.show(axes[2], y_avg[0, 0], "AvgPool2D(2)", cmap="viridis")
 fig.tight_layout()
 
 # %% [markdown]
@@ -100,10 +91,10 @@ fig.tight_layout()
 dy = np.array([[1, 2], [3, 4]], dtype=np.float32).reshape(1, 1, 2, 2)
 dx_max = max_pool.backward(dy)                  # (1, 1, 4, 4), same shape as x
 dx_avg = avg_pool.backward(dy)
-fig, axes = plt.subplots(1, 3, figsize=(9, 3))
-show(axes[0], dy[0, 0], "upstream gradient dy")
-show(axes[1], dx_max[0, 0], "dx, max pooling")
-show(axes[2], dx_avg[0, 0], "dx, average pooling")
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+lk.show(axes[0], dy[0, 0], "upstream gradient dy", cmap="viridis")
+lk.show(axes[1], dx_max[0, 0], "dx, max pooling", cmap="viridis")
+lk.show(axes[2], dx_avg[0, 0], "dx, average pooling", cmap="viridis")
 fig.tight_layout()
 
 # %% [markdown]
@@ -125,8 +116,8 @@ for n in (55, 27, 13, 9):
 ones = np.ones((1, 1, 9, 9), dtype=np.float32)
 out = pool.forward(ones)                                  # (1, 1, 4, 4)
 windows_per_pixel = 9 * pool.backward(np.ones_like(out))  # (1, 1, 9, 9)
-fig, ax = plt.subplots(figsize=(3.8, 3.4))
-show(ax, windows_per_pixel[0, 0], "3x3/2 windows per pixel (9x9 input)")
+fig, ax = plt.subplots(figsize=(4.8, 4.4))
+lk.show(ax, windows_per_pixel[0, 0], "3x3/2 windows per pixel (9x9 input)", cmap="viridis")
 fig.tight_layout()
 
 # %% [markdown]
@@ -254,7 +245,7 @@ panels = [(pic, "input 24x24"),
           (nn.MaxPool2D(3, stride=2).forward(p4)[0, 0], "max 3x3/2 -> 11x11")]
 fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
 for ax, (a, title) in zip(axes, panels):
-    show(ax, a, title, annotate=False, cmap="gray")
+    lk.show(ax, a, title, annotate=False, cmap="gray")
 fig.tight_layout()
 
 # %% [markdown]
@@ -271,57 +262,99 @@ fig.tight_layout()
 #
 # ## Exercises
 #
-# The answers come filled in so the notebook runs; replace each with your own and run
-# the cell.
+# Each exercise cell is a stub that raises `NotImplementedError`: replace the `raise` line
+# with your code, run the cell, then run the check below it, which says *not done yet*,
+# *wrong* (and what differs) or *correct*.
+#
+# **Exercise 2.1.** Write the backward pass of max pooling with $f \times f$ windows and
+# stride $f$, for one channel: given the input `x` $(H, W)$ and the upstream gradient `dy`
+# $(O_H, O_W)$, return `dx` $(H, W)$, which holds each `dy[i, j]` at the position of the
+# maximum of window $(i, j)$ and zeros elsewhere. (`np.argmax` and `np.unravel_index` help;
+# when $f$ does not divide $H$, the last rows are in no window.)
 
-# %%
-def check(name, answer, expected):
-    """Raise AssertionError unless `answer` equals `expected` (numbers, tuples or arrays)."""
-    if answer is None:
-        raise AssertionError(f"{name}: no answer yet - replace None with your answer")
-    answer = np.asarray(answer, dtype=float)
-    expected = np.asarray(expected, dtype=float)
-    if answer.shape != expected.shape:
-        raise AssertionError(f"{name}: expected an answer of shape {expected.shape}, "
-                             f"got {answer.shape}")
-    if not np.allclose(answer, expected, rtol=1e-5, atol=1e-6):
-        raise AssertionError(f"{name}: not quite - check your working and try again")
-    print(f"{name}: correct")
+# %% [exercise 2.1]
+def max_pool_backward(x, dy, f):
+    """dL/dx of non-overlapping f x f max pooling (stride f) of x (H, W), for dL/dy = dy."""
+    # TODO (exercise 2.1): start from dx = np.zeros_like(x); for each window (i, j),
+    # find the position of its maximum and put dy[i, j] there
+    raise NotImplementedError
+
+# %% [check 2.1]
+def library_max_pool_backward(x, dy, f):
+    pool = nn.MaxPool2D(f).astype("float64")
+    pool.forward(x.reshape(1, 1, *x.shape))
+    return pool.backward(dy.reshape(1, 1, *dy.shape))[0, 0]
+
+
+check_rng = np.random.default_rng(2)
+cases = []
+for shape, f in [((4, 4), 2), ((6, 9), 3), ((5, 6), 2), ((8, 8), 4)]:
+    x_case = check_rng.permutation(np.prod(shape)).reshape(shape).astype(float)   # no ties
+    dy_case = check_rng.normal(size=(shape[0] // f, shape[1] // f))
+    cases.append((f"a {shape} input with {f}x{f} windows",
+                  lambda x_case=x_case, dy_case=dy_case, f=f: max_pool_backward(x_case, dy_case, f),
+                  library_max_pool_backward(x_case, dy_case, f)))
+lk.check_cases("2.1", cases)
 
 # %% [markdown]
-# **Exercise 1.** AlexNet's last pooling layer, 3x3 with stride 2, gets 13x13 maps. What
-# is the output height?
+# **Exercise 2.2.** AlexNet's last pooling layer, 3x3 with stride 2, gets 13x13 maps. What
+# is the output height? (A number: return it.)
 
-# %%
-answer_1 = (13 - 3) // 2 + 1
-check("Exercise 1", answer_1, nn.MaxPool2D(3, stride=2).output_shape((256, 13, 13))[1])
+# %% [exercise 2.2]
+def alexnet_last_pool_size():
+    """The output height of 3x3/2 pooling of a 13x13 map."""
+    # TODO (exercise 2.2): return the number
+    raise NotImplementedError
+
+# %% [check 2.2]
+lk.check("2.2", alexnet_last_pool_size,
+         nn.MaxPool2D(3, stride=2).output_shape((256, 13, 13))[1])
 
 # %% [markdown]
-# **Exercise 2.** Max-pool this 4x4 map with 2x2 windows, by hand. Write the 2x2 result.
+# **Exercise 2.3.** Max-pool this 4x4 map with 2x2 windows, by hand (no code): return the
+# 2x2 result as a nested list.
 
-# %%
+# %% [exercise 2.3]
 m = np.array([[0, 3, 1, 1],
               [2, 1, 0, 5],
               [4, 4, 2, 2],
               [1, 0, 6, 1]], dtype=np.float32)
-answer_2 = [[3, 5],
-            [4, 6]]
-check("Exercise 2", answer_2, nn.MaxPool2D(2).forward(m.reshape(1, 1, 4, 4))[0, 0])
+
+
+def pooled_by_hand():
+    """The 2x2 max pooling of m, worked out by hand: [[a, b], [c, d]]."""
+    # TODO (exercise 2.3): return [[..., ...], [..., ...]]
+    raise NotImplementedError
+
+# %% [check 2.3]
+lk.check("2.3", pooled_by_hand, nn.MaxPool2D(2).forward(m.reshape(1, 1, 4, 4))[0, 0])
 
 # %% [markdown]
-# **Exercise 3.** With 3x3 windows and stride 2 on a 7x7 map, how many windows contain the
+# **Exercise 2.4.** With 3x3 windows and stride 2 on a 7x7 map, how many windows contain the
 # pixel at row 2, column 2?
 
-# %%
-answer_3 = 2 * 2           # rows 0-2 and 2-4 contain row 2; likewise for the columns
+# %% [exercise 2.4]
+def windows_containing_2_2():
+    """How many 3x3/2 windows of a 7x7 map contain pixel (2, 2)."""
+    # TODO (exercise 2.4): return the number
+    raise NotImplementedError
+
+# %% [check 2.4]
 pool = nn.AvgPool2D(3, stride=2)
-y3 = pool.forward(np.ones((1, 1, 7, 7), dtype=np.float32))
-check("Exercise 3", answer_3, 9 * pool.backward(np.ones_like(y3))[0, 0, 2, 2])
+y_ones = pool.forward(np.ones((1, 1, 7, 7), dtype=np.float32))
+lk.check("2.4", windows_containing_2_2, 9 * pool.backward(np.ones_like(y_ones))[0, 0, 2, 2])
 
 # %% [markdown]
-# **Exercise 4.** A network ends with 128 feature maps, then `GlobalAvgPool2D` and a
-# dense layer to 10 classes. How many parameters does that dense layer have?
+# **Exercise 2.5.** A network ends with `C` feature maps, then `GlobalAvgPool2D` and a
+# dense layer to `K` classes. Write the number of parameters of that dense layer.
 
-# %%
-answer_4 = 128 * 10 + 10
-check("Exercise 4", answer_4, sum(p.size for p in nn.Dense(128, 10).parameters()))
+# %% [exercise 2.5]
+def gap_head_params(C, K):
+    """Weights and biases of the Dense layer after global average pooling of C maps."""
+    # TODO (exercise 2.5): return the count
+    raise NotImplementedError
+
+# %% [check 2.5]
+lk.check_cases("2.5", [(f"gap_head_params({C}, {K})", lambda C=C, K=K: gap_head_params(C, K),
+                        sum(p.size for p in nn.Dense(C, K).parameters()))
+                       for C, K in [(128, 10), (64, 3), (2048, 2), (1, 1)]])

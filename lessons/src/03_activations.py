@@ -17,12 +17,17 @@
 
 # %%
 # %matplotlib inline
+import sys
+from pathlib import Path
+
 import numpy as np
 import matplotlib.pyplot as plt
 import nnlite as nn
 
-np.set_printoptions(precision=4, suppress=True, linewidth=100)
-plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+sys.path.insert(0, str(Path.cwd() if Path("lessonkit.py").exists() else Path.cwd() / "lessons"))
+import lessonkit as lk          # what every lesson shares: lk.show, lk.check, ...
+
+lk.setup(precision=4)
 
 # %% [markdown]
 # ## 1. Four activations
@@ -58,7 +63,7 @@ axes[0].set(title="activation f(x)", xlabel="x", ylabel="f(x)", ylim=(-1.5, 3))
 axes[1].set(title="derivative f'(x) from backward(ones)", xlabel="x", ylabel="f'(x)")
 for ax in axes:
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -127,7 +132,7 @@ for name, make, init in [("Sigmoid", nn.Sigmoid, "glorot_uniform"),
 ax.set(title="gradient reaching each layer (10 hidden layers)", xlabel="layer (1 = input side)",
        ylabel="||dL/dW|| (log scale)")
 ax.grid(alpha=0.3)
-ax.legend(fontsize=8)
+ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -193,7 +198,7 @@ axes[1].set(title="hidden units alive", xlabel="step", ylabel="units with some x
 axes[2].set(title="fit after training", xlabel="x", ylabel="network output")
 for ax in axes:
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -213,24 +218,12 @@ fig.tight_layout()
 #
 # ## Exercises
 #
-# The answers come filled in so the notebook runs; replace each with your own and run
-# the cell.
+# Each exercise cell is a stub that raises `NotImplementedError`: replace the `raise` line
+# with your code, run the cell, then run the check below it, which says *not done yet*,
+# *wrong* (and what differs) or *correct*. The checks read the true values off nnlite's
+# own layers with this helper:
 
 # %%
-def check(name, answer, expected, tol=1e-5):
-    """Raise AssertionError unless `answer` equals `expected` to a relative `tol`."""
-    if answer is None:
-        raise AssertionError(f"{name}: no answer yet - replace None with your answer")
-    answer = np.asarray(answer, dtype=float)
-    expected = np.asarray(expected, dtype=float)
-    if answer.shape != expected.shape:
-        raise AssertionError(f"{name}: expected an answer of shape {expected.shape}, "
-                             f"got {answer.shape}")
-    if not np.allclose(answer, expected, rtol=tol, atol=1e-7):
-        raise AssertionError(f"{name}: not quite - check your working and try again")
-    print(f"{name}: correct")
-
-
 def derivative(layer, at):
     """f'(at) from the layer's own backward pass."""
     z = np.array([[at]], dtype=np.float64)
@@ -238,31 +231,93 @@ def derivative(layer, at):
     return layer.backward(np.ones_like(z))[0, 0]
 
 # %% [markdown]
-# **Exercise 1.** What is $\sigma'(0)$?
+# **Exercise 3.1.** What is $\sigma'(0)$? (A number: return it.)
 
-# %%
-answer_1 = 0.5 * (1 - 0.5)
-check("Exercise 1", answer_1, derivative(nn.Sigmoid(), 0.0))
+# %% [exercise 3.1]
+def sigmoid_slope_at_0():
+    """sigma'(0)."""
+    # TODO (exercise 3.1): return the number (use sigma' = sigma (1 - sigma))
+    raise NotImplementedError
 
-# %% [markdown]
-# **Exercise 2.** What is the derivative of `LeakyReLU(alpha=0.1)` at $x = -3$?
-
-# %%
-answer_2 = 0.1
-check("Exercise 2", answer_2, derivative(nn.LeakyReLU(0.1), -3.0))
+# %% [check 3.1]
+lk.check("3.1", sigmoid_slope_at_0, derivative(nn.Sigmoid(), 0.0))
 
 # %% [markdown]
-# **Exercise 3.** Ignoring the weights, what is the largest factor by which 5 sigmoid
+# **Exercise 3.2.** What is the derivative of `LeakyReLU(alpha=0.1)` at $x = -3$?
+
+# %% [exercise 3.2]
+def leaky_slope_at_minus_3():
+    """The derivative of LeakyReLU(0.1) at x = -3."""
+    # TODO (exercise 3.2): return the number
+    raise NotImplementedError
+
+# %% [check 3.2]
+lk.check("3.2", leaky_slope_at_minus_3, derivative(nn.LeakyReLU(0.1), -3.0))
+
+# %% [markdown]
+# **Exercise 3.3.** Ignoring the weights, what is the largest factor by which 5 sigmoid
 # layers can scale a gradient on its way back?
 
-# %%
-answer_3 = 0.25 ** 5
-check("Exercise 3", answer_3, derivative(nn.Sigmoid(), 0.0) ** 5)
+# %% [exercise 3.3]
+def five_sigmoids_factor():
+    """The largest factor 5 sigmoid derivatives in a row can multiply a gradient by."""
+    # TODO (exercise 3.3): return the number
+    raise NotImplementedError
+
+# %% [check 3.3]
+lk.check("3.3", five_sigmoids_factor, derivative(nn.Sigmoid(), 0.0) ** 5)
 
 # %% [markdown]
-# **Exercise 4.** Show that $\tanh x = 2\sigma(2x) - 1$: compute $\tanh(0.5)$ using only
-# the sigmoid formula $1/(1 + e^{-z})$.
+# **Exercise 3.4.** Show that $\tanh x = 2\sigma(2x) - 1$ by code: write `tanh` using
+# only the sigmoid formula $1/(1 + e^{-z})$ (`np.exp` is allowed, `np.tanh` is not). It
+# must work element-wise on arrays.
 
-# %%
-answer_4 = 2 / (1 + np.exp(-2 * 0.5)) - 1
-check("Exercise 4", answer_4, nn.Tanh().forward(np.array([[0.5]]))[0, 0])
+# %% [exercise 3.4]
+def tanh_from_sigmoid(x):
+    """tanh(x), element-wise, computed from the sigmoid formula only."""
+    # TODO (exercise 3.4): return 2 sigma(2x) - 1, with sigma written out
+    raise NotImplementedError
+
+# %% [check 3.4]
+x_grid = np.linspace(-6, 6, 25).reshape(5, 5)
+lk.check("3.4", lambda: tanh_from_sigmoid(x_grid), nn.Tanh().forward(x_grid),
+         what="tanh_from_sigmoid on a 5x5 grid of x in [-6, 6]")
+
+# %% [markdown]
+# **Exercise 3.5: a layer of your own.** The SiLU (or *swish*) activation,
+# $f(x) = x\,\sigma(x)$, is used in EfficientNet and many recent networks. Write it as
+# an nnlite layer: a subclass of `nn.Layer` whose `forward(x, training=False)` returns
+# $y = x\,\sigma(x)$ and keeps on `self` what the backward pass needs, and whose
+# `backward(dy)` returns $dx = dy \cdot f'(x)$. Derive $f'$ with the product rule and
+# $\sigma' = \sigma(1 - \sigma)$. (Do not change `dy` in place.) The check compares your
+# forward pass with the formula and proves your backward pass with `nn.gradcheck`, exactly
+# as section 2 did for nnlite's layers.
+
+# %% [exercise 3.5]
+class SiLU(nn.Layer):
+    """y = x * sigmoid(x), element-wise; dx = dy * f'(x)."""
+
+    def forward(self, x, training=False):
+        # TODO (exercise 3.5): compute and return y; store what backward needs on self
+        raise NotImplementedError
+
+    def backward(self, dy):
+        # TODO (exercise 3.5): return dx = dy * f'(x), with f' from the product rule
+        raise NotImplementedError
+
+# %% [check 3.5]
+def prove_silu():
+    if not issubclass(SiLU, nn.Layer):
+        raise lk.Wrong("SiLU must be a subclass of nn.Layer")
+    x_test = np.random.default_rng(3).uniform(-4, 4, size=(4, 6))
+    lk.compare(SiLU().forward(x_test), x_test / (1 + np.exp(-x_test)), "SiLU().forward(x)")
+    result = nn.gradcheck(SiLU(), x_test)
+    print(f"nn.gradcheck(SiLU(), x): max relative error {result.max_error:.1e}")
+    if not result.max_error < 1e-6:
+        worst = result.errors["input"]
+        raise lk.Wrong(f"backward disagrees with the numerical gradient: relative error "
+                       f"{result.max_error:.1e} (at index {worst.index}: yours "
+                       f"{worst.analytic:.6g}, numerical {worst.numeric:.6g}); should be < 1e-6")
+
+
+lk.run_check("3.5", prove_silu)

@@ -23,12 +23,17 @@
 
 # %%
 # %matplotlib inline
+import sys
+from pathlib import Path
+
 import numpy as np
 import matplotlib.pyplot as plt
 import nnlite as nn
 
-np.set_printoptions(precision=4, suppress=True, linewidth=100)
-plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+sys.path.insert(0, str(Path.cwd() if Path("lessonkit.py").exists() else Path.cwd() / "lessons"))
+import lessonkit as lk          # what every lesson shares: lk.show, lk.check, ...
+
+lk.setup(precision=4)
 
 # %% [markdown]
 # ## 1. Mean squared error (regression)
@@ -232,7 +237,7 @@ axes[0].set(title="loss for a class-1 example", xlabel="logit z", ylabel="loss")
 axes[1].set(title="gradient with respect to the logit", xlabel="logit z", ylabel="dL/dz")
 for ax in axes:
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -261,63 +266,112 @@ print("unweighted:", nn.SoftmaxCrossEntropy()(logits, labels)[0], "  weighted:",
 #
 # ## Exercises
 #
-# The answers come filled in so the notebook runs; replace each with your own and run
-# the cell.
+# Each exercise cell is a stub that raises `NotImplementedError`: replace the `raise` line
+# with your code, run the cell, then run the check below it, which says *not done yet*,
+# *wrong* (and what differs) or *correct*.
+#
+# **Exercise 4.1.** Write the sparse categorical cross-entropy *and its gradient* the way
+# nnlite does: `softmax_cross_entropy(logits, labels)` takes logits $(N, K)$ and integer
+# labels $(N,)$ and returns `(loss, dlogits)`, the mean loss over the batch and
+# $\partial L/\partial z$ $(N, K)$. Make it stable: use the log-sum-exp form of section
+# 5, so that the logits $[1000, 0, -1000]$ give a finite loss.
 
-# %%
-def check(name, answer, expected, tol=1e-5):
-    """Raise AssertionError unless `answer` equals `expected` to a relative `tol`."""
-    if answer is None:
-        raise AssertionError(f"{name}: no answer yet - replace None with your answer")
-    answer = np.asarray(answer, dtype=float)
-    expected = np.asarray(expected, dtype=float)
-    if answer.shape != expected.shape:
-        raise AssertionError(f"{name}: expected an answer of shape {expected.shape}, "
-                             f"got {answer.shape}")
-    if not np.allclose(answer, expected, rtol=tol, atol=1e-7):
-        raise AssertionError(f"{name}: not quite - check your working and try again")
-    print(f"{name}: correct")
+# %% [exercise 4.1]
+def softmax_cross_entropy(logits, labels):
+    """(mean cross-entropy of softmax(logits) against integer labels, dL/dlogits)."""
+    # TODO (exercise 4.1): shift by the row maximum, take log p = z - logsumexp(z), pick
+    # the true classes' log p for the loss; the gradient is (p - one_hot) / N
+    raise NotImplementedError
 
-# %% [markdown]
-# **Exercise 1.** A network predicts the probabilities $[0.7, 0.2, 0.1]$ for an example of
-# class 0. What is its cross-entropy loss? (Softmax of the logits $\log p$ gives back $p$.)
+# %% [check 4.1]
+def prove_cross_entropy():
+    check_rng = np.random.default_rng(4)
+    for z, t, name in [(check_rng.normal(size=(6, 4)), check_rng.integers(0, 4, size=6),
+                        "random logits (6, 4)"),
+                       (logits.astype(np.float64), labels, "the logits of section 2"),
+                       (np.array([[1000.0, 0.0, -1000.0]]), np.array([2]), "logits [1000, 0, -1000]")]:
+        value, grad = softmax_cross_entropy(z, t)
+        want_value, want_grad = nn.SoftmaxCrossEntropy()(z, t)
+        lk.compare(value, want_value, f"the loss for {name}")
+        lk.compare(grad, want_grad, f"dlogits for {name}")
 
-# %%
-answer_1 = -np.log(0.7)
-check("Exercise 1", answer_1,
-      nn.SoftmaxCrossEntropy()(np.log([[0.7, 0.2, 0.1]]), np.array([0]))[0])
 
-# %% [markdown]
-# **Exercise 2.** What is the binary cross-entropy of a logit $z = 0$ for target $t = 1$?
-
-# %%
-answer_2 = np.log(2)
-check("Exercise 2", answer_2, nn.BinaryCrossEntropy()(np.array([[0.0]]), np.array([[1.0]]))[0])
-
-# %% [markdown]
-# **Exercise 3.** One example with logits $[0, 0, 0, 0]$ and label 2. What is
-# $\partial L / \partial z$?
-
-# %%
-answer_3 = [0.25, 0.25, 0.25 - 1, 0.25]
-check("Exercise 3", answer_3, nn.SoftmaxCrossEntropy()(np.zeros((1, 4)), np.array([2]))[1][0])
+lk.run_check("4.1", prove_cross_entropy)
 
 # %% [markdown]
-# **Exercise 4.** Predictions $[1, 2, 3]$ against targets $[1, 1, 1]$ (one sample, three
+# **Exercise 4.2.** A network predicts the probabilities $[0.7, 0.2, 0.1]$ for an example of
+# class 0. What is its cross-entropy loss? (A number: return it.)
+
+# %% [exercise 4.2]
+def cross_entropy_07():
+    """The cross-entropy of the prediction [0.7, 0.2, 0.1] for class 0."""
+    # TODO (exercise 4.2): return the number
+    raise NotImplementedError
+
+# %% [check 4.2]
+lk.check("4.2", cross_entropy_07,
+         nn.SoftmaxCrossEntropy()(np.log([[0.7, 0.2, 0.1]]), np.array([0]))[0])
+
+# %% [markdown]
+# **Exercise 4.3.** What is the binary cross-entropy of a logit $z = 0$ for target $t = 1$?
+
+# %% [exercise 4.3]
+def bce_at_zero():
+    """The binary cross-entropy of the logit 0 for the target 1."""
+    # TODO (exercise 4.3): return the number
+    raise NotImplementedError
+
+# %% [check 4.3]
+lk.check("4.3", bce_at_zero, nn.BinaryCrossEntropy()(np.array([[0.0]]), np.array([[1.0]]))[0])
+
+# %% [markdown]
+# **Exercise 4.4.** One example with logits $[0, 0, 0, 0]$ and label 2. What is
+# $\partial L / \partial z$? (Four numbers, as a list.)
+
+# %% [exercise 4.4]
+def gradient_uniform_logits():
+    """dL/dz for the logits [0, 0, 0, 0] and label 2 (one example)."""
+    # TODO (exercise 4.4): return [..., ..., ..., ...]
+    raise NotImplementedError
+
+# %% [check 4.4]
+lk.check("4.4", gradient_uniform_logits,
+         nn.SoftmaxCrossEntropy()(np.zeros((1, 4)), np.array([2]))[1][0])
+
+# %% [markdown]
+# **Exercise 4.5.** Predictions $[1, 2, 3]$ against targets $[1, 1, 1]$ (one sample, three
 # outputs): what is nnlite's MSE?
 
-# %%
-answer_4 = (0 ** 2 + 1 ** 2 + 2 ** 2) / 3
-check("Exercise 4", answer_4, nn.MSE()(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 1.0, 1.0]]))[0])
+# %% [exercise 4.5]
+def mse_123():
+    """nnlite's MSE of the prediction [1, 2, 3] against the targets [1, 1, 1]."""
+    # TODO (exercise 4.5): return the number
+    raise NotImplementedError
+
+# %% [check 4.5]
+lk.check("4.5", mse_123, nn.MSE()(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 1.0, 1.0]]))[0])
 
 # %% [markdown]
-# **Exercise 5.** Above which $z$ does `np.exp(z)` overflow in float32? (The largest
+# **Exercise 4.6.** Above which $z$ does `np.exp(z)` overflow in float32? (The largest
 # float32 is `np.finfo(np.float32).max`, about $3.4 \times 10^{38}$.) Give it to 3
-# decimals.
+# decimals, or as an expression that computes it.
 
-# %%
-answer_5 = np.log(np.finfo(np.float32).max)
-with np.errstate(over="ignore"):
-    below = np.isfinite(np.exp(np.float32(answer_5 - 1e-3)))
-    above = not np.isfinite(np.exp(np.float32(answer_5 + 1e-3)))
-check("Exercise 5", [below, above], [True, True])
+# %% [exercise 4.6]
+def float32_exp_limit():
+    """The z above which np.exp(np.float32(z)) is inf."""
+    # TODO (exercise 4.6): return the number
+    raise NotImplementedError
+
+# %% [check 4.6]
+def exp_limit_brackets():
+    limit = float(float32_exp_limit())
+    with np.errstate(over="ignore"):
+        below = bool(np.isfinite(np.exp(np.float32(limit - 1e-3))))
+        above = not np.isfinite(np.exp(np.float32(limit + 1e-3)))
+    if not (below and above):
+        raise lk.Wrong(f"np.exp(np.float32(z)) is {'inf' if not below else 'finite'} "
+                       f"at z = {limit - 1e-3 if not below else limit + 1e-3:.4f}: the limit "
+                       f"is {'lower' if not below else 'higher'} than {limit:.4f}")
+
+
+lk.run_check("4.6", exp_limit_brackets)

@@ -12,7 +12,8 @@
 #
 # Both turn out to be convolutions again: **the filter gradient is the correlation of the
 # input with $\delta$**, and **the input gradient is the full convolution of $\delta$ with
-# the kernel** (a correlation with the kernel rotated by 180 degrees). We derive both,
+# the kernel** (equivalently, the full *correlation* of $\delta$ with the kernel rotated by
+# 180 degrees). We derive both,
 # code them with loops, and check them against `nn.Conv2D.backward` and the numerical
 # gradient checker.
 #
@@ -20,45 +21,26 @@
 
 # %%
 # %matplotlib inline
+import sys
+from functools import partial
+from pathlib import Path
+
 import numpy as np
 import matplotlib.pyplot as plt
 import nnlite as nn
-from nnlite.conv import col2im, im2col
+from nnlite.functional import col2im, im2col
 
-np.set_printoptions(precision=4, suppress=True, linewidth=100)
-plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+sys.path.insert(0, str(Path.cwd() if Path("lessonkit.py").exists() else Path.cwd() / "lessons"))
+import lessonkit as lk          # what every lesson shares: lk.show, lk.check, ...
 
-
-def correlate2d(x, w, padding=0):
-    """Valid 2-D cross-correlation of x (H, W) with w (KH, KW) after zero padding, loops.
-
-    out[i, j] = sum_{u, v} w[u, v] * x_pad[i + u, j + v],  out: (H + 2p - KH + 1, W + 2p - KW + 1)
-    """
-    x_pad = np.pad(x, padding)
-    KH, KW = w.shape
-    out = np.zeros((x_pad.shape[0] - KH + 1, x_pad.shape[1] - KW + 1), dtype=x.dtype)
-    for i in range(out.shape[0]):
-        for j in range(out.shape[1]):
-            out[i, j] = np.sum(w * x_pad[i:i + KH, j:j + KW])
-    return out
+lk.setup(precision=4)
+correlate2d = lk.correlate2d    # lesson 1's loops: correlate2d(x, w, stride=1, padding=0)
+show = partial(lk.show, cmap="coolwarm", fmt=".2g", xlabel="column", ylabel="row")
 
 
 def rot180(w):
     """The kernel rotated by 180 degrees: flipped top-bottom and left-right."""
     return w[::-1, ::-1]
-
-
-def show(ax, a, title):
-    """Draw a 2-D array with a diverging colour map (zero is white) and its values."""
-    lim = float(np.abs(a).max()) or 1.0
-    ax.imshow(a, cmap="coolwarm", vmin=-lim, vmax=lim)
-    ax.set_title(title)
-    ax.set_xlabel("column")
-    ax.set_ylabel("row")
-    ax.set_xticks(range(a.shape[1]))
-    ax.set_yticks(range(a.shape[0]))
-    for (i, j), v in np.ndenumerate(a):
-        ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7)
 
 # %% [markdown]
 # ## 1. One channel, stride 1: the derivation
@@ -126,7 +108,7 @@ print("max |dx loops - dx|     =", np.abs(dx_loops - dx_layer[0, 0]).max())
 assert np.allclose(dW_loops, conv.W.grad[0, 0]) and np.isclose(db_loops, conv.b.grad[0])
 assert np.allclose(dx_loops, dx_layer[0, 0])
 
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+fig, axes = plt.subplots(1, 4, figsize=(15, 4))
 show(axes[0], w, "kernel w")
 show(axes[1], delta, "delta = dL/dy")
 show(axes[2], dW_loops, "dL/dw = x corr delta")
@@ -149,7 +131,7 @@ spike = np.zeros((1, 1, 4, 4))
 spike[0, 0, 1, 2] = 1.0                                     # one output, row 1, column 2
 dx_spike = conv_demo.backward(spike)[0, 0]
 
-fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+fig, axes = plt.subplots(1, 3, figsize=(12, 4))
 show(axes[0], w_demo, "w")
 show(axes[1], rot180(w_demo), "rot180(w): what slides")
 show(axes[2], dx_spike, "dx for a spike at y[1, 2]")
@@ -313,71 +295,111 @@ assert np.allclose(dW_matrix, layer.W.grad) and np.allclose(dx_matrix, dxb)
 # |---|---|---|---|
 # | $\partial L/\partial W_{k,c}$ | $\sum_n x_{n,c} \star \delta_{n,k}$ | valid correlation of input and $\delta$ | like $W$: $(F, C, f, f)$ |
 # | $\partial L/\partial b_k$ | $\sum_{n,i,j} \delta_{n,k,i,j}$ | sum | $(F,)$ |
-# | $\partial L/\partial x_{n,c}$ | $\sum_k \mathrm{full}(\delta_{n,k}, W_{k,c})$ | full convolution = correlation with $\mathrm{rot}_{180}(W)$ | like $x$: $(N, C, H, W)$ |
+# | $\partial L/\partial x_{n,c}$ | $\sum_k \mathrm{full}(\delta_{n,k}, W_{k,c})$ | full convolution with $W$ = full correlation with $\mathrm{rot}_{180}(W)$ | like $x$: $(N, C, H, W)$ |
 #
 # With stride $s$, dilate $\delta$ first; with padding, crop $\partial L/\partial x$.
 #
 # ## Exercises
 #
-# The answers come filled in so the notebook runs; replace each with your own and run
-# the cell.
+# Each exercise cell is a stub that raises `NotImplementedError`: replace the `raise` line
+# with your code, run the cell, then run the check below it, which says *not done yet*,
+# *wrong* (and what differs) or *correct*.
+#
+# **Exercise 5.1.** Write the input gradient of a one-channel, stride-1, valid convolution
+# straight from the boxed formula of section 1, with loops (no `correlate2d`, no
+# `rot180`): $\partial L/\partial x_{m,n} = \sum_{u,v} \delta_{m-u,\; n-v}\, w_{u,v}$,
+# where the terms with $m - u$ or $n - v$ outside $\delta$ are zero. `delta` has shape
+# $(O_H, O_W)$, `w` $(K_H, K_W)$; the result has the input's shape
+# $(O_H + K_H - 1,\ O_W + K_W - 1)$ (not necessarily square).
 
-# %%
-def check(name, answer, expected):
-    """Raise AssertionError unless `answer` equals `expected` (numbers, tuples or arrays)."""
-    if answer is None:
-        raise AssertionError(f"{name}: no answer yet - replace None with your answer")
-    answer = np.asarray(answer, dtype=float)
-    expected = np.asarray(expected, dtype=float)
-    if answer.shape != expected.shape:
-        raise AssertionError(f"{name}: expected an answer of shape {expected.shape}, "
-                             f"got {answer.shape}")
-    if not np.allclose(answer, expected, rtol=1e-6, atol=1e-8):
-        raise AssertionError(f"{name}: not quite - check your working and try again")
-    print(f"{name}: correct")
+# %% [exercise 5.1]
+def input_gradient(delta, w):
+    """dL/dx = the full convolution of delta (OH, OW) with w (KH, KW), by loops."""
+    # TODO (exercise 5.1): allocate dx (OH + KH - 1, OW + KW - 1); for every (m, n) and
+    # (u, v), add delta[m - u, n - v] * w[u, v] when (m - u, n - v) lies inside delta
+    raise NotImplementedError
+
+# %% [check 5.1]
+def library_input_gradient(delta, w):
+    layer = nn.Conv2D(1, 1, w.shape, bias=False).astype("float64")
+    layer.W.data[...] = w.reshape(1, 1, *w.shape)
+    H, W = delta.shape[0] + w.shape[0] - 1, delta.shape[1] + w.shape[1] - 1
+    layer.forward(np.zeros((1, 1, H, W)))
+    return layer.backward(delta.reshape(1, 1, *delta.shape))[0, 0]
+
+
+check_rng = np.random.default_rng(5)
+cases = []
+for delta_shape, w_shape in [((4, 4), (3, 3)), ((3, 5), (2, 3)), ((1, 1), (3, 3)), ((5, 2), (1, 4))]:
+    d_case, w_case = check_rng.normal(size=delta_shape), check_rng.normal(size=w_shape)
+    cases.append((f"delta {delta_shape} and w {w_shape}",
+                  lambda d_case=d_case, w_case=w_case: input_gradient(d_case, w_case),
+                  library_input_gradient(d_case, w_case)))
+lk.check_cases("5.1", cases)
 
 # %% [markdown]
-# **Exercise 1.** `nn.Conv2D(3, 8, 5)` gets a batch of shape $(2, 3, 12, 12)$. What are the
-# shapes of $\delta = \partial L/\partial y$ and of `W.grad`? Answer as one tuple of 8
+# **Exercise 5.2.** `nn.Conv2D(3, 8, 5)` gets a batch of shape $(2, 3, 12, 12)$. What are the
+# shapes of $\delta = \partial L/\partial y$ and of `W.grad`? Return one tuple of 8
 # numbers, $\delta$'s shape followed by `W.grad`'s.
 
-# %%
-answer_1 = (2, 8, 12 - 5 + 1, 12 - 5 + 1) + (8, 3, 5, 5)
+# %% [exercise 5.2]
+def gradient_shapes():
+    """delta's shape followed by W.grad's, as one tuple of 8 ints."""
+    # TODO (exercise 5.2): return the tuple
+    raise NotImplementedError
+
+# %% [check 5.2]
 ex = nn.Conv2D(3, 8, 5, seed=0)
 y_ex = ex.forward(np.zeros((2, 3, 12, 12), dtype=np.float32))
 ex.backward(np.ones_like(y_ex))
-check("Exercise 1", answer_1, y_ex.shape + ex.W.grad.shape)
+lk.check("5.2", gradient_shapes, y_ex.shape + ex.W.grad.shape)
 
 # %% [markdown]
-# **Exercise 2.** In one dimension: $x = [1, 2, 3, 4]$, $w = [1, -1]$ (valid, stride 1,
+# **Exercise 5.3.** In one dimension: $x = [1, 2, 3, 4]$, $w = [1, -1]$ (valid, stride 1,
 # so $y$ has 3 entries) and $\delta = [1, 0, 2]$. By hand, what is
 # $\partial L/\partial w = [\sum_i \delta_i x_i,\ \sum_i \delta_i x_{i+1}]$?
 
-# %%
+# %% [exercise 5.3]
+def filter_gradient_1d():
+    """dL/dw for x = [1, 2, 3, 4], w = [1, -1], delta = [1, 0, 2]: two numbers."""
+    # TODO (exercise 5.3): return [..., ...]
+    raise NotImplementedError
+
+# %% [check 5.3]
 x1d, w1d, d1d = np.array([1.0, 2, 3, 4]), np.array([1.0, -1]), np.array([1.0, 0, 2])
-answer_2 = [1 * 1 + 0 * 2 + 2 * 3, 1 * 2 + 0 * 3 + 2 * 4]
 one_d = nn.Conv2D(1, 1, (1, 2), bias=False).astype("float64")   # a 1 x 2 kernel on a 1 x 4 image
 one_d.W.data[...] = w1d.reshape(1, 1, 1, 2)
 one_d.forward(x1d.reshape(1, 1, 1, 4))
 dx1d = one_d.backward(d1d.reshape(1, 1, 1, 3))
-check("Exercise 2", answer_2, one_d.W.grad.reshape(2))
+lk.check("5.3", filter_gradient_1d, one_d.W.grad.reshape(2))
 
 # %% [markdown]
-# **Exercise 3.** Same example: what is $\partial L/\partial x$? (Full convolution:
+# **Exercise 5.4.** Same example: what is $\partial L/\partial x$? (Full convolution:
 # $\partial L/\partial x_m = \sum_u \delta_{m-u}\, w_u$.)
 
-# %%
-answer_3 = [1 * 1, 0 * 1 + 1 * (-1), 2 * 1 + 0 * (-1), 2 * (-1)]
-check("Exercise 3", answer_3, dx1d.reshape(4))
+# %% [exercise 5.4]
+def input_gradient_1d():
+    """dL/dx for the example of exercise 5.3: four numbers."""
+    # TODO (exercise 5.4): return [..., ..., ..., ...]
+    raise NotImplementedError
+
+# %% [check 5.4]
+lk.check("5.4", input_gradient_1d, dx1d.reshape(4))
 
 # %% [markdown]
-# **Exercise 4.** A 5x5 input, a 3x3 kernel, stride 2: the output is 2x2. How large is the
+# **Exercise 5.5.** A 5x5 input, a 3x3 kernel, stride 2: the output is 2x2. How large is the
 # dilated $\tilde\delta$, per side? (It must satisfy $5 - \text{size} + 1 = 3$, the
 # kernel size, for $x \star \tilde\delta$ to give $\partial L/\partial w$.)
 
-# %%
-answer_4 = (2 - 1) * 2 + 1
-ex4 = nn.Conv2D(1, 1, 3, stride=2, seed=0)
-y4 = ex4.forward(np.zeros((1, 1, 5, 5), dtype=np.float32))
-ex4.backward(np.ones_like(y4))
-check("Exercise 4", 5 - answer_4 + 1, ex4.W.grad.shape[-1])
+# %% [exercise 5.5]
+def dilated_size():
+    """The side of the dilated delta for a 2x2 output and stride 2."""
+    # TODO (exercise 5.5): return the number
+    raise NotImplementedError
+
+# %% [check 5.5]
+ex5 = nn.Conv2D(1, 1, 3, stride=2, seed=0)
+y5 = ex5.forward(np.zeros((1, 1, 5, 5), dtype=np.float32))
+ex5.backward(np.ones_like(y5))
+lk.check("5.5", lambda: 5 - dilated_size() + 1, ex5.W.grad.shape[-1],
+         what="5 - (your size) + 1")

@@ -27,12 +27,17 @@
 
 # %%
 # %matplotlib inline
+import sys
+from pathlib import Path
+
 import numpy as np
 import matplotlib.pyplot as plt
 import nnlite as nn
 
-np.set_printoptions(precision=4, suppress=True, linewidth=100)
-plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+sys.path.insert(0, str(Path.cwd() if Path("lessonkit.py").exists() else Path.cwd() / "lessons"))
+import lessonkit as lk          # what every lesson shares: lk.show, lk.check, ...
+
+lk.setup(precision=4)
 
 
 def run(make_optimizer, grad, start, steps):
@@ -85,7 +90,7 @@ for lr in (0.02, 0.09, 0.101):
 axes[0].set_title("gradient descent on the bowl")
 axes[1].set(title="f along the path", xlabel="step", ylabel="f (log scale)")
 for ax in axes:
-    ax.legend(fontsize=8)
+    ax.legend()
 axes[1].grid(alpha=0.3)
 fig.tight_layout()
 
@@ -136,7 +141,7 @@ for name, make in runs.items():
 axes[0].set_title("momentum on the bowl")
 axes[1].set(title="f along the path", xlabel="step", ylabel="f (log scale)")
 for ax in axes:
-    ax.legend(fontsize=8)
+    ax.legend()
 axes[1].grid(alpha=0.3)
 fig.tight_layout()
 
@@ -193,7 +198,7 @@ for bs, style in [(128, "o-"), (16, ".-"), (1, "-")]:
 axes[0].set(title="paths in the (w, b) plane, 20 epochs", xlabel="w", ylabel="b")
 axes[1].set(title="loss on all data after each epoch", xlabel="epoch", ylabel="MSE (log scale)")
 for ax in axes:
-    ax.legend(fontsize=8)
+    ax.legend()
 axes[1].grid(alpha=0.3)
 fig.tight_layout()
 
@@ -224,7 +229,7 @@ for name, make in {"GD, lr 0.09": lambda ps: nn.SGD(ps, lr=0.09),
     path = run(make, bowl_grad, start, 40)
     ax.plot(path[:, 0], path[:, 1], ".-", ms=3, lw=1, label=f"{name}: f = {bowl(path[-1]):.1e} after 40")
 ax.set_title("RMSProp on the bowl")
-ax.legend(fontsize=8)
+ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -306,7 +311,7 @@ axes[0].plot(1, 1, "k*", ms=10)
 axes[0].set_title("paths on the Rosenbrock function")
 axes[1].set(title="f along the path", xlabel="step", ylabel="f (log scale)")
 for ax in axes:
-    ax.legend(fontsize=8)
+    ax.legend()
 axes[1].grid(alpha=0.3)
 fig.tight_layout()
 
@@ -349,7 +354,7 @@ axes[1].semilogy(step_correct, label="Adam (Kingma & Ba)")
 axes[1].semilogy(step_report, label="the report's Adam")
 axes[1].set(title="length of each step", xlabel="step", ylabel=r"$\|\Delta\theta\|$ (log scale)")
 for ax in axes:
-    ax.legend(fontsize=8)
+    ax.legend()
 axes[1].grid(alpha=0.3)
 fig.tight_layout()
 
@@ -402,7 +407,7 @@ ax.semilogy(batch_losses(lambda ps, lr: nn.Adam(ps, lr=lr)), label="nn.Adam")
 ax.semilogy(batch_losses(lambda ps, lr: ReportAdam(ps, lr=lr)), label="the report's Adam")
 ax.set(title="mini-batch loss, lr = 0.03", xlabel="step", ylabel="cross-entropy (log scale)")
 ax.grid(alpha=0.3)
-ax.legend(fontsize=8)
+ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -421,24 +426,11 @@ fig.tight_layout()
 #
 # ## Exercises
 #
-# The answers come filled in so the notebook runs; replace each with your own and run
-# the cell.
+# Each exercise cell is a stub that raises `NotImplementedError`: replace the `raise` line
+# with your code, run the cell, then run the check below it, which says *not done yet*,
+# *wrong* (and what differs) or *correct*. Two helpers for the checks:
 
 # %%
-def check(name, answer, expected, tol=1e-4):
-    """Raise AssertionError unless `answer` equals `expected` to a relative `tol`."""
-    if answer is None:
-        raise AssertionError(f"{name}: no answer yet - replace None with your answer")
-    answer = np.asarray(answer, dtype=float)
-    expected = np.asarray(expected, dtype=float)
-    if answer.shape != expected.shape:
-        raise AssertionError(f"{name}: expected an answer of shape {expected.shape}, "
-                             f"got {answer.shape}")
-    if not np.allclose(answer, expected, rtol=tol, atol=1e-7):
-        raise AssertionError(f"{name}: not quite - check your working and try again")
-    print(f"{name}: correct")
-
-
 def one_step(make_optimizer, g, steps=1):
     """How far `steps` steps with the constant gradient g move a parameter starting at 0."""
     p = nn.Parameter(np.zeros(len(g)))
@@ -448,43 +440,103 @@ def one_step(make_optimizer, g, steps=1):
         opt.step()
     return p.data.copy()
 
-# %% [markdown]
-# **Exercise 1.** Adam with $\eta = 0.1$ takes its first step with the gradient
-# $g = (3, -0.01)$. What is the change $\Delta\theta$?
-
-# %%
-answer_1 = [-0.1, 0.1]
-check("Exercise 1", answer_1, one_step(lambda ps: nn.Adam(ps, lr=0.1), [3.0, -0.01]))
-
-# %% [markdown]
-# **Exercise 2.** SGD with momentum $\mu = 0.9$ and $\eta = 0.01$ sees the same gradient
-# $g = 1$ for many steps. How long does each step become?
-
-# %%
-answer_2 = 0.01 * 1 / (1 - 0.9)
-late = one_step(lambda ps: nn.SGD(ps, lr=0.01, momentum=0.9), [1.0], steps=300)
-later = one_step(lambda ps: nn.SGD(ps, lr=0.01, momentum=0.9), [1.0], steps=301)
-check("Exercise 2", answer_2, abs(later - late)[0])
-
-# %% [markdown]
-# **Exercise 3.** RMSProp ($\rho = 0.9$, no bias correction) with $\eta = 0.01$: how long
-# is the first step, for any nonzero gradient of one coordinate?
-
-# %%
-answer_3 = 0.01 / np.sqrt(1 - 0.9)
-check("Exercise 3", answer_3, abs(one_step(lambda ps: nn.RMSProp(ps, lr=0.01, rho=0.9), [5.0]))[0])
-
-# %% [markdown]
-# **Exercise 4.** Gradient descent on $f(\theta) = \tfrac12 \cdot 25\,\theta^2$: above which
-# learning rate does it diverge?
-
-# %%
-answer_4 = 2 / 25
-
 
 def distance_after(lr, steps=200):
+    """|theta| after gradient descent on f = 25 theta^2 / 2 from theta = 1."""
     return abs(run(lambda ps: nn.SGD(ps, lr=lr), lambda t: 25 * t, [1.0], steps)[-1, 0])
 
+# %% [markdown]
+# **Exercise 6.1: an optimizer of your own.** Like `ReportAdam` above, write RMSProp (section
+# 4) as a class: the constructor takes the parameters, `lr`, `rho` and `eps` and sets up
+# one running mean $s$ per parameter; `step()` updates every parameter from its `.grad`,
+# $s \leftarrow \rho s + (1 - \rho) g^2$, $\theta \leftarrow \theta - \eta\,g/(\sqrt{s} +
+# \epsilon)$. The check races it against `nn.RMSProp` on the bowl and on the Rosenbrock
+# valley: the paths must agree.
 
-converges, diverges = distance_after(0.98 * answer_4) < 1, distance_after(1.02 * answer_4) > 1
-check("Exercise 4", [converges, diverges], [True, True])
+# %% [exercise 6.1]
+class MyRMSProp:
+    """RMSProp: s <- rho s + (1 - rho) g^2, p <- p - lr g / (sqrt(s) + eps)."""
+
+    def __init__(self, params, lr=0.001, rho=0.9, eps=1e-7):
+        # TODO (exercise 6.1): keep the parameters and hyperparameters, one zero s per parameter
+        raise NotImplementedError
+
+    def step(self):
+        # TODO (exercise 6.1): update s and p.data for every parameter p, from p.grad
+        raise NotImplementedError
+
+# %% [check 6.1]
+lk.check_cases("6.1", [
+    ("40 steps on the bowl, lr 0.1: the path",
+     lambda: run(lambda ps: MyRMSProp(ps, lr=0.1), bowl_grad, start, 40),
+     run(lambda ps: nn.RMSProp(ps, lr=0.1), bowl_grad, start, 40)),
+    ("300 steps on Rosenbrock, lr 0.01, rho 0.5: the path",
+     lambda: run(lambda ps: MyRMSProp(ps, lr=0.01, rho=0.5), rosenbrock_grad, r_start, 300),
+     run(lambda ps: nn.RMSProp(ps, lr=0.01, rho=0.5), rosenbrock_grad, r_start, 300)),
+])
+
+# %% [markdown]
+# **Exercise 6.2.** Adam with $\eta = 0.1$ takes its first step with the gradient
+# $g = (3, -0.01)$. What is the change $\Delta\theta$? (Two numbers.)
+
+# %% [exercise 6.2]
+def adam_first_step():
+    """Delta theta of Adam's first step, lr 0.1, g = (3, -0.01)."""
+    # TODO (exercise 6.2): return [..., ...]
+    raise NotImplementedError
+
+# %% [check 6.2]
+lk.check("6.2", adam_first_step, one_step(lambda ps: nn.Adam(ps, lr=0.1), [3.0, -0.01]),
+         rtol=1e-4)
+
+# %% [markdown]
+# **Exercise 6.3.** SGD with momentum $\mu = 0.9$ and $\eta = 0.01$ sees the same gradient
+# $g = 1$ for many steps. How long does each step become?
+
+# %% [exercise 6.3]
+def momentum_terminal_step():
+    """The length of a late step of SGD(lr=0.01, momentum=0.9) with g = 1 throughout."""
+    # TODO (exercise 6.3): return the number
+    raise NotImplementedError
+
+# %% [check 6.3]
+late = one_step(lambda ps: nn.SGD(ps, lr=0.01, momentum=0.9), [1.0], steps=300)
+later = one_step(lambda ps: nn.SGD(ps, lr=0.01, momentum=0.9), [1.0], steps=301)
+lk.check("6.3", momentum_terminal_step, abs(later - late)[0], rtol=1e-4)
+
+# %% [markdown]
+# **Exercise 6.4.** RMSProp ($\rho = 0.9$, no bias correction) with $\eta = 0.01$: how long
+# is the first step, for any nonzero gradient of one coordinate?
+
+# %% [exercise 6.4]
+def rmsprop_first_step():
+    """The length of RMSProp's first step, lr 0.01, rho 0.9."""
+    # TODO (exercise 6.4): return the number
+    raise NotImplementedError
+
+# %% [check 6.4]
+lk.check("6.4", rmsprop_first_step,
+         abs(one_step(lambda ps: nn.RMSProp(ps, lr=0.01, rho=0.9), [5.0]))[0], rtol=1e-4)
+
+# %% [markdown]
+# **Exercise 6.5.** Gradient descent on $f(\theta) = \tfrac12 \cdot 25\,\theta^2$: above which
+# learning rate does it diverge?
+
+# %% [exercise 6.5]
+def largest_stable_lr():
+    """The learning rate above which GD on f = 25 theta^2 / 2 diverges."""
+    # TODO (exercise 6.5): return the number
+    raise NotImplementedError
+
+# %% [check 6.5]
+def bracket_the_limit():
+    limit = float(largest_stable_lr())
+    if not distance_after(0.98 * limit) < 1:
+        raise lk.Wrong(f"GD already diverges at lr = {0.98 * limit:.4g}, 2% below your "
+                       f"answer: the limit is lower")
+    if not distance_after(1.02 * limit) > 1:
+        raise lk.Wrong(f"GD still converges at lr = {1.02 * limit:.4g}, 2% above your "
+                       f"answer: the limit is higher")
+
+
+lk.run_check("6.5", bracket_the_limit)

@@ -21,6 +21,7 @@
 
 # %%
 # %matplotlib inline
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,8 +29,10 @@ import numpy as np
 import matplotlib.pyplot as plt
 import nnlite as nn
 
-np.set_printoptions(precision=4, suppress=True, linewidth=100)
-plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+sys.path.insert(0, str(Path.cwd() if Path("lessonkit.py").exists() else Path.cwd() / "lessons"))
+import lessonkit as lk          # what every lesson shares: lk.show, lk.check, ...
+
+lk.setup(precision=4)
 
 # %% [markdown]
 # ## 1. A small data set that invites overfitting
@@ -57,7 +60,7 @@ fig, ax = plt.subplots(figsize=(4.5, 3.2))
 ax.scatter(*x_val.T, c=y_val, cmap="coolwarm", s=6, alpha=0.3, label="validation")
 ax.scatter(*x_train.T, c=y_train, cmap="coolwarm", s=40, edgecolors="k", label="train")
 ax.set(title="two moons", xlabel="$x_1$", ylabel="$x_2$")
-ax.legend(fontsize=8)
+ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -103,7 +106,7 @@ def plot_curves(history, title, axes, best_epoch=None):
         if best_epoch is not None:
             ax.axvline(best_epoch + 1, color="k", ls=":", label=f"best epoch {best_epoch + 1}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend()
 
 
 plain = mlp()
@@ -169,7 +172,7 @@ for name, model in (("none", plain), ("L2", l2_model), ("L1", l1_model)):
     small = np.mean(np.abs(W) < 1e-3)
     ax.hist(W, bins=bins, histtype="step", lw=1.5, label=f"{name}: {small:.0%} of |w| < 1e-3")
 ax.set(title="weights of the hidden 128x128 layer", xlabel="weight value", ylabel="count")
-ax.legend(fontsize=8)
+ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -360,7 +363,7 @@ axes[0].set(title="loss", xlabel="epoch", ylabel="cross-entropy", yscale="log")
 axes[1].set(title="validation accuracy", xlabel="epoch", ylabel="accuracy")
 for ax in axes:
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -379,72 +382,104 @@ fig.tight_layout()
 #
 # ## Exercises
 #
-# The answers come filled in so the notebook runs; replace each with your own and run
-# the cell.
+# Each exercise cell is a stub that raises `NotImplementedError`: replace the `raise` line
+# with your code, run the cell, then run the check below it, which says *not done yet*,
+# *wrong* (and what differs) or *correct*.
+#
+# **Exercise 7.1.** Write early stopping's decision as a function. It gets the validation
+# losses of epochs 1, 2, 3, ... and a `patience`, and returns `(stop_epoch, best_epoch)`,
+# counting from 1: the best epoch is the one with the lowest loss so far (the first of
+# equal ones); training stops at the end of the epoch that makes `patience` epochs in a
+# row without a new best, as in Keras (`patience=0` and `patience=1` both stop at the
+# first epoch that does not improve). If that never happens, training runs to the last
+# epoch.
 
-# %%
-def check(name, answer, expected, tol=1e-5):
-    """Raise AssertionError unless `answer` equals `expected` to a relative `tol`."""
-    if answer is None:
-        raise AssertionError(f"{name}: no answer yet - replace None with your answer")
-    answer = np.asarray(answer, dtype=float)
-    expected = np.asarray(expected, dtype=float)
-    if answer.shape != expected.shape:
-        raise AssertionError(f"{name}: expected an answer of shape {expected.shape}, "
-                             f"got {answer.shape}")
-    if not np.allclose(answer, expected, rtol=tol, atol=1e-7):
-        raise AssertionError(f"{name}: not quite - check your working and try again")
-    print(f"{name}: correct")
+# %% [exercise 7.1]
+def early_stopping_epochs(val_losses, patience):
+    """(stop_epoch, best_epoch), both counted from 1, of nn.EarlyStopping(patience)."""
+    # TODO (exercise 7.1): walk through the losses keeping the best value, its epoch and
+    # the number of epochs since it; stop when that number reaches the patience
+    raise NotImplementedError
+
+# %% [check 7.1]
+def library_early_stopping(val_losses, patience):
+    stopper = nn.EarlyStopping(monitor="val_loss", patience=patience)
+    stopper.on_train_begin(mlp())
+    for epoch, value in enumerate(val_losses):
+        stopper.on_epoch_end(epoch, {"val_loss": value})
+        if stopper.stop_training:
+            break
+    return epoch + 1, stopper.best_epoch + 1
+
+
+loss_sequences = [([1.0, 0.8, 0.7, 0.72, 0.71, 0.75, 0.9, 0.95], 2),
+                  ([1.0, 0.8, 0.7, 0.72, 0.71, 0.75, 0.9, 0.95], 0),
+                  ([1.0, 0.9, 0.8, 0.7, 0.6], 1),
+                  ([0.5, 0.6, 0.5, 0.7, 0.4, 0.45, 0.46, 0.47, 0.48], 3),
+                  ([0.3, 0.3, 0.3, 0.3], 2)]
+lk.check_cases("7.1", [(f"early_stopping_epochs({losses}, patience={patience})",
+                        lambda losses=losses, patience=patience:
+                            early_stopping_epochs(losses, patience),
+                        library_early_stopping(losses, patience))
+                       for losses, patience in loss_sequences])
 
 # %% [markdown]
-# **Exercise 1.** A model reaches 99% training accuracy and 75% validation accuracy. What
+# **Exercise 7.2.** A model reaches 99% training accuracy and 75% validation accuracy. What
 # is its overfitting ratio $\beta$ (3 decimals)?
 
-# %%
-answer_1 = round(0.99 / 0.75, 3)
-check("Exercise 1", answer_1, nn.metrics.overfitting_ratio(0.99, 0.75), tol=1e-3)
+# %% [exercise 7.2]
+def beta_99_75():
+    """The overfitting ratio for 99% training and 75% validation accuracy."""
+    # TODO (exercise 7.2): return the number
+    raise NotImplementedError
+
+# %% [check 7.2]
+lk.check("7.2", beta_99_75, nn.metrics.overfitting_ratio(0.99, 0.75), rtol=1e-3)
 
 # %% [markdown]
-# **Exercise 2.** With `nn.L2(0.01)`, what gradient does the penalty add to the weights
-# $w = [0.5, -2]$?
+# **Exercise 7.3.** Write the gradient that an L2 penalty $\lambda \sum w^2$ adds to the
+# weights `w` (an array of any shape).
 
-# %%
-answer_2 = [2 * 0.01 * 0.5, 2 * 0.01 * -2]
-check("Exercise 2", answer_2, nn.L2(0.01).grad(np.array([0.5, -2.0])))
+# %% [exercise 7.3]
+def l2_gradient(w, lam):
+    """d(lam * sum(w ** 2)) / dw."""
+    # TODO (exercise 7.3): return the array
+    raise NotImplementedError
+
+# %% [check 7.3]
+w_check = np.random.default_rng(7).normal(size=(3, 4))
+lk.check_cases("7.3", [("w = [0.5, -2], lambda 0.01", lambda: l2_gradient(np.array([0.5, -2.0]), 0.01),
+                        nn.L2(0.01).grad(np.array([0.5, -2.0]))),
+                       ("a random (3, 4) w, lambda 3e-3", lambda: l2_gradient(w_check, 3e-3),
+                        nn.L2(3e-3).grad(w_check))])
 
 # %% [markdown]
-# **Exercise 3.** `nn.Dropout(0.5)` keeps a unit whose input is 3.0, during training. What
+# **Exercise 7.4.** `nn.Dropout(0.5)` keeps a unit whose input is 3.0, during training. What
 # does it output?
 
-# %%
-answer_3 = 3.0 / (1 - 0.5)
+# %% [exercise 7.4]
+def dropout_kept_output():
+    """What Dropout(0.5) outputs, in training, for a kept unit whose input is 3.0."""
+    # TODO (exercise 7.4): return the number
+    raise NotImplementedError
+
+# %% [check 7.4]
 keep_all = nn.Dropout(0.5).fix_mask(np.ones((1, 1)))
-check("Exercise 3", answer_3, keep_all.forward(np.array([[3.0]], dtype=np.float32), training=True)[0, 0])
+lk.check("7.4", dropout_kept_output,
+         keep_all.forward(np.array([[3.0]], dtype=np.float32), training=True)[0, 0])
 
 # %% [markdown]
-# **Exercise 4.** The validation losses of epochs 1, 2, 3, ... are
-# `[1.0, 0.8, 0.7, 0.72, 0.71, 0.75, 0.9, 0.95]`. With `EarlyStopping(patience=2)`, after
-# which epoch does training stop, and which epoch's weights are restored? Answer
-# `(stop_epoch, best_epoch)`, counting from 1.
-
-# %%
-answer_4 = (6, 3)
-val_losses = [1.0, 0.8, 0.7, 0.72, 0.71, 0.75, 0.9, 0.95]
-stopper = nn.EarlyStopping(monitor="val_loss", patience=2)
-stopper.on_train_begin(mlp())
-for epoch, value in enumerate(val_losses):
-    stopper.on_epoch_end(epoch, {"val_loss": value})
-    if stopper.stop_training:
-        break
-check("Exercise 4", answer_4, (epoch + 1, stopper.best_epoch + 1))
-
-# %% [markdown]
-# **Exercise 5.** How many different images can rotations by multiples of 90 degrees
+# **Exercise 7.5.** How many different images can rotations by multiples of 90 degrees
 # combined with an optional mirror make from one (asymmetric) image?
 
-# %%
-answer_5 = 4 * 2
+# %% [exercise 7.5]
+def dihedral_versions():
+    """The number of distinct images from rotations by k * 90 degrees and a mirror."""
+    # TODO (exercise 7.5): return the number
+    raise NotImplementedError
+
+# %% [check 7.5]
 letter = np.zeros((5, 5))
 letter[0, :3] = letter[:, 0] = letter[2, :2] = 1          # an "F": no symmetry at all
 versions = {np.rot90(m, k).tobytes() for k in range(4) for m in (letter, letter[:, ::-1])}
-check("Exercise 5", answer_5, len(versions))
+lk.check("7.5", dihedral_versions, len(versions))

@@ -21,6 +21,7 @@
 
 # %%
 # %matplotlib inline
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,8 +29,10 @@ import numpy as np
 import matplotlib.pyplot as plt
 import nnlite as nn
 
-np.set_printoptions(precision=3, suppress=True, linewidth=100)
-plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
+sys.path.insert(0, str(Path.cwd() if Path("lessonkit.py").exists() else Path.cwd() / "lessons"))
+import lessonkit as lk          # what every lesson shares: lk.show, lk.check, ...
+
+lk.setup(precision=3)
 CLASSES = ["horizontal bar", "vertical bar", "square"]
 
 # %% [markdown]
@@ -79,14 +82,14 @@ print("train", x_train.shape, x_train.dtype, " labels", y_train.shape, y_train.d
 print("validation", x_val.shape, " test", x_test.shape)
 print("images per class (train):", np.bincount(y_train))
 
-fig, axes = plt.subplots(3, 8, figsize=(10, 4))
+fig, axes = plt.subplots(3, 8, figsize=(11, 4.4))
 for row in range(3):
     idx = np.flatnonzero(y_train == row)[:8]
     for ax, i in zip(axes[row], idx):
         ax.imshow(x_train[i, 0], cmap="gray")
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[row, 0].set_ylabel(CLASSES[row], fontsize=8)
+    axes[row, 0].set_ylabel(CLASSES[row], fontsize=lk.LABEL_SIZE)
 fig.suptitle("training examples, one class per row")
 fig.tight_layout()
 
@@ -151,7 +154,7 @@ axes[1].set(title="accuracy", xlabel="epoch", ylabel="accuracy")
 for ax in axes:
     ax.axvline(early.best_epoch + 1, color="k", ls=":", lw=1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -193,11 +196,11 @@ wrong = np.flatnonzero(y_pred != y_test)
 print(f"{len(wrong)} of {len(y_test)} test images misclassified")
 n_show = min(len(wrong), 8)
 if n_show:
-    fig, axes = plt.subplots(1, n_show, figsize=(1.6 * n_show, 2.4), squeeze=False)
+    fig, axes = plt.subplots(1, n_show, figsize=(1.9 * n_show, 2.9), squeeze=False)
     for ax, i in zip(axes[0], wrong[:n_show]):
         ax.imshow(x_test[i, 0], cmap="gray")
         ax.set_title(f"true: {CLASSES[y_test[i]]}\npred: {CLASSES[y_pred[i]]}\n"
-                     f"p = {proba[i, y_pred[i]]:.2f}", fontsize=7)
+                     f"p = {proba[i, y_pred[i]]:.2f}", fontsize=lk.LABEL_SIZE)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
@@ -218,16 +221,16 @@ example = x_test[np.flatnonzero(y_test == 2)[0]][None]  # one square, (1, 1, 16,
 model.forward(example, record=True)
 maps = model.activations[1][0]                         # after the first ReLU: (8, 16, 16)
 
-fig, axes = plt.subplots(2, 9, figsize=(12, 3.2))
+fig, axes = plt.subplots(2, 9, figsize=(13, 3.6))
 axes[0, 0].imshow(example[0, 0], cmap="gray")
-axes[0, 0].set_title("input", fontsize=8)
+axes[0, 0].set_title("input", fontsize=lk.LABEL_SIZE)
 axes[1, 0].axis("off")
 for k in range(8):
     lim = np.abs(filters[k]).max()
     axes[0, k + 1].imshow(filters[k], cmap="coolwarm", vmin=-lim, vmax=lim)
-    axes[0, k + 1].set_title(f"filter {k}", fontsize=8)
+    axes[0, k + 1].set_title(f"filter {k}", fontsize=lk.LABEL_SIZE)
     axes[1, k + 1].imshow(maps[k], cmap="viridis")
-    axes[1, k + 1].set_title(f"map {k}", fontsize=8)
+    axes[1, k + 1].set_title(f"map {k}", fontsize=lk.LABEL_SIZE)
 for ax in axes.ravel():
     ax.set_xticks([])
     ax.set_yticks([])
@@ -276,52 +279,73 @@ nn.zoo.mias_cnn(num_classes=3).summary(input_shape=(1, 48, 48));
 #
 # ## Exercises
 #
-# The answers come filled in so the notebook runs; replace each with your own and run
-# the cell.
+# Each exercise cell is a stub that raises `NotImplementedError`: replace the `raise` line
+# with your code, run the cell, then run the check below it, which says *not done yet*,
+# *wrong* (and what differs) or *correct*.
+#
+# **Exercise 8.1.** Write the recall (sensitivity) of class `k` from a confusion matrix
+# `cm` whose rows are the true classes and columns the predicted ones (section 5). The
+# check tries it on this notebook's `cm` and on a few random ones, against
+# `nn.metrics.precision_recall_f1`.
 
-# %%
-def check(name, answer, expected, tol=1e-6):
-    """Raise AssertionError unless `answer` equals `expected` to a relative `tol`."""
-    if answer is None:
-        raise AssertionError(f"{name}: no answer yet - replace None with your answer")
-    answer = np.asarray(answer, dtype=float)
-    expected = np.asarray(expected, dtype=float)
-    if answer.shape != expected.shape:
-        raise AssertionError(f"{name}: expected an answer of shape {expected.shape}, "
-                             f"got {answer.shape}")
-    if not np.allclose(answer, expected, rtol=tol, atol=1e-9):
-        raise AssertionError(f"{name}: not quite - check your working and try again")
-    print(f"{name}: correct")
+# %% [exercise 8.1]
+def recall(cm, k):
+    """The recall of class k: the share of the true members of k predicted as k."""
+    # TODO (exercise 8.1): return the number, from the row of class k
+    raise NotImplementedError
+
+# %% [check 8.1]
+check_rng = np.random.default_rng(8)
+cases = [(f"the test set's cm, class {k} ({CLASSES[k]})", lambda k=k: recall(cm, k),
+          nn.metrics.precision_recall_f1(y_test, y_pred, num_classes=3)[1][k]) for k in range(3)]
+for trial in range(3):
+    y_true_case = check_rng.integers(0, 4, size=60)
+    y_pred_case = np.where(check_rng.random(60) < 0.6, y_true_case, check_rng.integers(0, 4, size=60))
+    cm_case = nn.metrics.confusion_matrix(y_true_case, y_pred_case, num_classes=4)
+    k = trial + 1
+    cases.append((f"a random 4-class cm, class {k}", lambda cm_case=cm_case, k=k: recall(cm_case, k),
+                  nn.metrics.precision_recall_f1(y_true_case, y_pred_case, num_classes=4)[1][k]))
+lk.check_cases("8.1", cases)
 
 # %% [markdown]
-# **Exercise 1.** How many parameters does the second convolution, `Conv2D(8, 16, 3)`,
-# have?
+# **Exercise 8.2.** How many parameters does the second convolution, `Conv2D(8, 16, 3)`,
+# have? (A number: return it.)
 
-# %%
-answer_1 = 16 * (8 * 3 * 3 + 1)
-check("Exercise 1", answer_1, sum(p.size for p in model[3].parameters()))
+# %% [exercise 8.2]
+def second_conv_params():
+    """The number of weights and biases of Conv2D(8, 16, 3)."""
+    # TODO (exercise 8.2): return the number
+    raise NotImplementedError
+
+# %% [check 8.2]
+lk.check("8.2", second_conv_params, sum(p.size for p in model[3].parameters()))
 
 # %% [markdown]
-# **Exercise 2.** What is the shape of one image's output of the second `MaxPool2D`
+# **Exercise 8.3.** What is the shape of one image's output of the second `MaxPool2D`
 # (layer 5), without the batch axis?
 
-# %%
-answer_2 = (16, 16 // 2 // 2, 16 // 2 // 2)
-check("Exercise 2", answer_2, model.output_shapes((1, 16, 16))[5])
+# %% [exercise 8.3]
+def second_pool_shape():
+    """(C, H, W) after the second MaxPool2D, for one 16x16 grey image."""
+    # TODO (exercise 8.3): return the tuple
+    raise NotImplementedError
+
+# %% [check 8.3]
+lk.check("8.3", second_pool_shape, model.output_shapes((1, 16, 16))[5])
 
 # %% [markdown]
-# **Exercise 3.** If the images were 32x32 instead, how many features would `Flatten`
-# produce (and so how many inputs would the first `Dense` need)?
+# **Exercise 8.4.** If the images were `size` x `size` instead of 16x16, how many features
+# would `Flatten` produce (and so how many inputs would the first `Dense` need)? Write it
+# for any `size`.
 
-# %%
-answer_3 = 16 * (32 // 4) * (32 // 4)
+# %% [exercise 8.4]
+def flatten_features(size):
+    """The length of Flatten's output for size x size grey images."""
+    # TODO (exercise 8.4): return the number (two "same" convolutions, two 2x2 poolings)
+    raise NotImplementedError
+
+# %% [check 8.4]
 features = nn.Sequential(model.layers[:7])          # everything up to and including Flatten
-check("Exercise 3", answer_3, features.output_shapes((1, 32, 32))[-1][0])
-
-# %% [markdown]
-# **Exercise 4.** From the confusion matrix `cm` above, compute the recall (sensitivity)
-# of the class "square".
-
-# %%
-answer_4 = cm[2, 2] / cm[2].sum()
-check("Exercise 4", answer_4, nn.metrics.precision_recall_f1(y_test, y_pred, num_classes=3)[1][2])
+lk.check_cases("8.4", [(f"flatten_features({size})", lambda size=size: flatten_features(size),
+                        features.output_shapes((1, size, size))[-1][0])
+                       for size in (16, 32, 48, 20, 18)])
