@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands defined in their own modules register here, one line each:
     # ``module.add_parser(sub)`` adds a subparser and sets its ``func``.
     from .whole import cli as whole_cli
-    whole_cli.add_parser(sub, formatter_class=_Formatter)
+    whole_cli.add_parser(sub, formatter_class=_Formatter, epilog=EPILOG)
     from .finetune import cli as finetune_cli
     finetune_cli.add_parser(sub, formatter_class=_Formatter, epilog=EPILOG)
     from .segment import cli as segment_cli

@@ -17,14 +17,18 @@ from pathlib import Path
 from . import phantom
 
 
-def add_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFormatter):
-    """Add ``whole`` with its subcommands to ``subparsers`` (from ``add_subparsers``); return it."""
+def add_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+               epilog: str | None = None):
+    """Add ``whole`` with its subcommands to ``subparsers`` (from ``add_subparsers``); return it.
+
+    ``formatter_class`` and ``epilog`` are passed to every parser it makes.
+    """
     whole = subparsers.add_parser(
         "whole", help="whole mammograms (DICOM, CBIS-DDSM): phantom data, preprocessing preview",
         description="The whole-mammogram pipeline of the Deep Mammography thesis: DICOM films "
                     "in the CBIS-DDSM layout, preprocessing (naive or crop), and later training. "
                     "Not a medical device: for teaching and research only.",
-        formatter_class=formatter_class)
+        formatter_class=formatter_class, epilog=epilog)
     sub = whole.add_subparsers(dest="whole_command", metavar="WHOLE_COMMAND", required=True)
 
     p = sub.add_parser(
@@ -32,7 +36,7 @@ def add_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFormatte
         description="Write PHANTOM (synthetic) whole mammograms as DICOM files in the layout of a "
                     "TCIA download of CBIS-DDSM, with its four case-description CSVs, PHANTOM.txt "
                     "and truth.json. Deterministic for a seed. Default scale 0.24 (960x600 films; "
-                    "1.0 = 4000x2500).", formatter_class=formatter_class)
+                    "1.0 = 4000x2500).", formatter_class=formatter_class, epilog=epilog)
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="phantom seed")
     p.add_argument("--patients", type=int, default=phantom.DEFAULT_PATIENTS, metavar="N",
@@ -48,7 +52,7 @@ def add_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFormatte
         description="Preprocess one DICOM film with the crop method and draw the stages side by "
                     "side: original, threshold (film borders in red), components and the box, "
                     "crop, final input. Prints the crop box in the film's pixels.",
-        formatter_class=formatter_class)
+        formatter_class=formatter_class, epilog=epilog)
     p.add_argument("file", type=Path, metavar="FILE", help="DICOM file of a full mammogram")
     p.add_argument("--out", required=True, type=Path, metavar="PNG", help="image to write")
     p.add_argument("--side", choices=("L", "R"), default=None,
