@@ -64,6 +64,38 @@ def proportion(k: int, n: int) -> dict:
             "ci95": None if ci is None else [float(ci[0]), float(ci[1])], "method": "wilson"}
 
 
+def bootstrap_interval(statistic, groups, n_samples: int = BOOTSTRAP_SAMPLES,
+                       seed: int = 0) -> dict:
+    """Percentile 95% interval of any ``statistic(index_array)`` over a bootstrap of ``groups``.
+
+    The general (one call per resample) form; :func:`bootstrap_auc` and
+    :func:`bootstrap_balanced_accuracy` are vectorised special cases.
+
+    Args:
+        statistic: called with an index array into the samples; returns a float,
+            or raises ``ValueError`` when it is undefined on that resample
+            (e.g. an AUC on a resample with one class only): such resamples are skipped.
+        groups: (N,) group of each sample (the image it was cut from); whole
+            groups are drawn with replacement.
+
+    Returns ``{"ci95": [lo, hi] or None, "method", "resamples", "skipped"}``
+    (``None`` when more than half the resamples were undefined).
+    """
+    groups = np.asarray(groups)
+    _, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(int(inverse.max()) + 1 if len(inverse) else 0)]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(int(n_samples)):
+        drawn = rng.integers(0, len(members), size=len(members)) if members else []
+        idx = np.concatenate([members[g] for g in drawn]) if len(drawn) else np.zeros(0, np.int64)
+        try:
+            values.append(float(statistic(idx)))
+        except ValueError:
+            values.append(np.nan)
+    return _percentiles(np.asarray(values, dtype=np.float64), len(members), int(n_samples))
+
+
 def bootstrap_weights(groups, n_samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> np.ndarray:
     """(n_samples, N) integer weights of a bootstrap over groups (images).
 
