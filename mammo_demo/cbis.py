@@ -161,6 +161,13 @@ def parse_csv(path) -> list[tuple[dict, int]]:
     column or a row with the wrong number of fields.
     """
     path = Path(path)
+    try:
+        return _parse_csv(path)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _parse_csv(path: Path) -> list[tuple[dict, int]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         try:

@@ -220,3 +220,37 @@ def test_wrong_field_count_and_missing_column(tmp_path):
 def test_no_csv(tmp_path):
     with pytest.raises(ValueError, match="case-description CSVs"):
         load_cbis(tmp_path)
+
+
+def test_fuzzed_csv_raises_only_value_error(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    good = csv_text(MASS_HEADER, [
+        row(MASS_HEADER, "P_00001", "LEFT", "CC", 1, "mass", "BENIGN", "Mass-Training_P_00001_LEFT_CC"),
+        row(MASS_HEADER, "P_00001", "LEFT", "CC", 2, "mass", "MALIGNANT", "Mass-Training_P_00001_LEFT_CC"),
+    ])
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True),
+                                    st.sampled_from(['"', ",", "\n", "x", "", "\r", " ", "\x00"])),
+                          min_size=1, max_size=6))
+    def check(edits):
+        text = good
+        for where, char in edits:
+            i = int(where * len(text))
+            text = text[:i] + char + text[i + 1:]
+        (tmp_path / CSV_FILES[0]).write_text(text)
+        try:
+            dataset = load_cbis(tmp_path)
+        except ValueError as e:
+            assert str(e).startswith(str(tmp_path)), e
+        else:
+            assert all(i.side in ("L", "R") and i.view in ("CC", "MLO") for i in dataset.images)
+
+    check()
+
+
+def test_not_utf8(tmp_path):
+    (tmp_path / CSV_FILES[0]).write_bytes(b"patient_id,\xff\xfe\n")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        load_cbis(tmp_path)
