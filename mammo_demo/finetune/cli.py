@@ -62,7 +62,8 @@ def add_parser(subparsers, formatter_class=None, epilog: str | None = None):
     p.add_argument("--epochs", type=int, metavar="E", default=run.DEFAULT_EPOCHS,
                    help="most epochs per configuration (early stopping may end sooner)")
     p.add_argument("--patience", type=int, metavar="P", default=run.DEFAULT_PATIENCE,
-                   help="epochs without a lower validation loss tolerated before stopping")
+                   help="early stopping: stop after P epochs without a lower validation loss "
+                        "(Keras' patience)")
     p.add_argument("--batch-size", type=int, metavar="B", default=run.DEFAULT_BATCH_SIZE,
                    help="mini-batch size")
     p.add_argument("--lr", type=float, metavar="LR", default=run.DEFAULT_LR_TL,
@@ -73,8 +74,12 @@ def add_parser(subparsers, formatter_class=None, epilog: str | None = None):
                    help="units of the TL head's dense layer (0: none)")
     p.add_argument("--augment", type=int, metavar="K", default=run.DEFAULT_COPIES,
                    help="random augmented copies per training ROI")
-    p.add_argument("--size", type=int, metavar="PX", default=None,
-                   help="ROI side (default: the source model's input size from its run)")
+    p.add_argument("--size", type=int, metavar="PX", default=run.DEFAULT_SIZE,
+                   help="ROI side in pixels (the kept body ends in global average pooling, so "
+                        "any side works; 48 = a MIAS source's own patch size, slower)")
+    p.add_argument("--warmup", type=int, metavar="E", default=run.DEFAULT_WARMUP,
+                   help="fine-tuning: epochs of the new head alone (at --lr) before layers "
+                        "gamma.. train at --lr-ft, within the same --epochs budget")
     p.add_argument("--seed", type=int, metavar="S", default=0, help="split, head and shuffle seed")
     p.add_argument("--phantom-patients", type=int, metavar="N",
                    default=target_data.PHANTOM_PATIENTS,
@@ -92,6 +97,7 @@ def cmd_finetune(args) -> int:
         args.source, transfer=transfer, gammas=gammas, data_dir=args.data, out_dir=args.out,
         epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, lr_tl=args.lr,
         lr_ft=args.lr_ft, hidden=args.hidden or None, copies=args.augment, size=args.size,
+        warmup=args.warmup,
         seed=args.seed, phantom_patients=args.phantom_patients, overwrite=args.overwrite,
         progress=not args.quiet)
     print()

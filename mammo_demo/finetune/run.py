@@ -11,8 +11,11 @@ trains a copy of the source with the paper's head
   transfer-learning rate: what the same budget buys without transfer;
 * ``TL``: transfer learning, the head with a dense layer of ``hidden`` units
   (the paper's 4096); only the head trains (:func:`nnlite.transfer.transfer`);
-* ``FT gamma=g``: fine-tuning, the head without a dense layer; layers
-  ``g ..`` train with a small learning rate (:func:`nnlite.transfer.fine_tune`).
+* ``FT gamma=g``: fine-tuning, the head without a dense layer; after a short
+  warm-up of the new head alone (``warmup`` epochs at the TL rate: a random
+  head would send noise into the pretrained body), layers ``g ..`` train with
+  a small learning rate (:func:`nnlite.transfer.fine_tune`), within the same
+  epoch budget.
 
 Every configuration: binary cross-entropy on the logit, RMSProp, early
 stopping on the validation loss with ``patience``, the best checkpoint kept
@@ -44,14 +47,18 @@ from ..report import NOT_A_MEDICAL_DEVICE, interval
 from ..runfolder import CONFIG_FILE, DATA_FILE, METRICS_FILE, RunFolder, write_json
 from . import data as target_data
 
-DEFAULT_EPOCHS = 12
+DEFAULT_EPOCHS = 10
 DEFAULT_PATIENCE = 3
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_WARMUP = 2
+#: ROI side of the default run: small enough for a sweep on 2 CPU cores (the body ends in
+#: global average pooling, so any side works; --size 48 gives a MIAS source its own size)
+DEFAULT_SIZE = 32
 DEFAULT_LR_TL = 1e-3
 DEFAULT_LR_FT = 1e-4
 DEFAULT_HIDDEN = 4096
 DEFAULT_DROPOUT = 0.2
-DEFAULT_COPIES = 4
+DEFAULT_COPIES = 2
 BEST_MODEL, HISTORY_CSV = "best_model.npz", "history.csv"
 TABLE_TXT, REPORT_MD, CURVES = "sweep_table.txt", "report.md", "curves.png"
 OUTPUTS = {METRICS_FILE, TABLE_TXT, REPORT_MD, CURVES, "report.txt"}
@@ -123,6 +130,24 @@ def _folder_name(row: dict) -> str:
     return "ft_gamma_" + "".join(c if c.isalnum() or c in "._" else "_" for c in str(row["gamma"]))
 
 
+def training_phases(row: dict, *, epochs: int, warmup: int, lr_tl: float, lr_ft: float) -> list:
+    """The training phases of a configuration, all within the same budget of ``epochs``.
+
+    scratch: every layer at ``lr_tl``; TL: the head at ``lr_tl``; FT: ``warmup``
+    epochs of the head at ``lr_tl`` (without early stopping), then layers
+    ``gamma ..`` at ``lr_ft`` for the remaining epochs.
+    """
+    if row["kind"] == "scratch":
+        return [{"gamma": 0, "lr": lr_tl, "epochs": epochs, "early_stopping": True}]
+    if row["kind"] == "tl":
+        return [{"gamma": "head", "lr": lr_tl, "epochs": epochs, "early_stopping": True}]
+    warmup = max(0, min(int(warmup), epochs - 1))
+    out = [{"gamma": "head", "lr": lr_tl, "epochs": warmup, "early_stopping": False}] if warmup \
+        else []
+    return out + [{"gamma": row["gamma"], "lr": lr_ft, "epochs": epochs - warmup,
+                   "early_stopping": True}]
+
+
 def build_model(source_path, row: dict, input_shape, *, hidden, dropout, seed) -> tuple:
     """A fresh copy of the source with the paper's head; returns ``(model, frozen paths)``."""
     source = nn.load(source_path)
@@ -155,9 +180,18 @@ def class_weights(y) -> tuple[float, float]:
     return (n / (2.0 * counts[0]), n / (2.0 * counts[1]))
 
 
-def train_configuration(model, splits, run_dir: Path, *, lr: float, epochs: int,
-                        batch_size: int, patience: int, seed: int, progress: bool) -> dict:
+def train_configuration(model, splits, run_dir: Path, *, phases, batch_size: int,
+                        patience: int, seed: int, progress: bool) -> dict:
     """Fit with class-weighted BCE + RMSProp + early stopping, keep the best checkpoint, test it.
+
+    ``phases`` is a list of ``{"gamma", "lr", "epochs", "early_stopping"}``:
+    before each phase trainability is set from its gamma
+    (:func:`nnlite.transfer.fine_tune`; ``"head"`` = only the head) and a fresh
+    RMSProp is built. Fine-tuning uses two: a short warm-up of the new head
+    (its random weights would otherwise send noise into the pretrained body),
+    then layers ``gamma ..`` at the small learning rate. One
+    :class:`~nnlite.ModelCheckpoint` spans the phases, so ``best_model.npz`` is
+    the epoch with the lowest validation loss of the whole run.
 
     The loss weighs each class by ``N / (2 N_c)`` (:func:`class_weights`): the
     target set has more benign than malignant masses, and without it every
@@ -166,22 +200,44 @@ def train_configuration(model, splits, run_dir: Path, *, lr: float, epochs: int,
     run_dir.mkdir(parents=True, exist_ok=True)
     (x_aug, y_aug), val, test, train = splits["train_aug"], splits["val"], splits["test"], \
         splits["train"]
-    opt = nn.RMSProp(model.parameters(), lr=lr)
     best_path = run_dir / BEST_MODEL
-    callbacks = [nn.EarlyStopping(monitor="val_loss", patience=patience,
-                                  restore_best_weights=True),
-                 nn.ModelCheckpoint(best_path, monitor="val_loss"),
-                 nn.HistoryLogger(run_dir / HISTORY_CSV)]
-    t0 = time.perf_counter()
+    checkpoint = nn.ModelCheckpoint(best_path, monitor="val_loss")
     weights = class_weights(y_aug)
-    history = model.fit(x_aug, y_aug.astype(np.float32),
-                        loss=nn.BinaryCrossEntropy(class_weights=weights),
-                        optimizer=opt, epochs=epochs, batch_size=batch_size,
-                        validation_data=(val.x, val.y.astype(np.float32)), seed=seed,
-                        callbacks=callbacks, verbose=2 if progress else 0)
+    loss = nn.BinaryCrossEntropy(class_weights=weights)
+    t0 = time.perf_counter()
+    combined: dict = {}
+    boundaries = []
+    for k, phase in enumerate(phases):
+        if phase["epochs"] < 1:
+            continue
+        frozen = tl.transfer(model) if phase["gamma"] == "head" else tl.fine_tune(model,
+                                                                                 phase["gamma"])
+        if progress and len(phases) > 1:
+            print(f"  phase {k + 1}/{len(phases)}: gamma {phase['gamma']}, lr {phase['lr']:g}, "
+                  f"{phase['epochs']} epochs; frozen: {', '.join(frozen) or 'none'}", flush=True)
+        callbacks = [checkpoint]
+        if phase["early_stopping"]:
+            callbacks.insert(0, nn.EarlyStopping(monitor="val_loss", patience=patience,
+                                                 restore_best_weights=True))
+        opt = nn.RMSProp(model.parameters(), lr=phase["lr"])
+        history = model.fit(x_aug, y_aug.astype(np.float32), loss=loss, optimizer=opt,
+                            epochs=phase["epochs"], batch_size=batch_size,
+                            validation_data=(val.x, val.y.astype(np.float32)), seed=seed + k,
+                            callbacks=callbacks, verbose=2 if progress else 0)
+        for key, values in history.history.items():
+            combined.setdefault(key, []).extend(values)
+        boundaries.append(len(combined.get("loss", [])))
     seconds = time.perf_counter() - t0
+    epochs_run = len(combined.get("loss", []))
+    with open(run_dir / HISTORY_CSV, "w") as f:
+        keys = list(combined)
+        f.write(",".join(["epoch", "phase"] + keys) + "\n")
+        for e in range(epochs_run):
+            phase = next(i for i, b in enumerate(boundaries) if e < b) + 1
+            f.write(",".join([str(e + 1), str(phase)] + [f"{combined[k][e]:.6g}" for k in keys])
+                    + "\n")
     best = nn.load(best_path) if best_path.exists() else model
-    val_losses = history.history.get("val_loss", [])
+    val_losses = combined.get("val_loss", [])
     best_epoch = int(np.argmin(val_losses)) + 1 if val_losses else None
 
     train_acc, _ = _accuracy(best, train.x, train.y)
@@ -200,10 +256,11 @@ def train_configuration(model, splits, run_dir: Path, *, lr: float, epochs: int,
         "f1": m["malignant"]["f1"], "f1_support": int(np.sum(test.y == 1)),
         "majority_test_accuracy": m["baseline"]["accuracy"]["value"],
         "class_weights": list(weights),
-        "test_metrics": m, "best_epoch": best_epoch, "epochs_run": history.epochs,
-        "history": history.history, "train_seconds": round(seconds, 1),
+        "test_metrics": m, "best_epoch": best_epoch, "epochs_run": epochs_run,
+        "history": combined, "phase_ends": boundaries[:-1], "train_seconds": round(seconds, 1),
         "trainable_params": model.count_params(trainable_only=True),
-        "total_params": model.count_params(trainable_only=False), "lr": lr,
+        "total_params": model.count_params(trainable_only=False),
+        "phases": [dict(p) for p in phases],
     }
 
 
@@ -211,26 +268,34 @@ def train_configuration(model, splits, run_dir: Path, *, lr: float, epochs: int,
 def _rate(rate: dict) -> str:
     if rate["value"] is None:
         return "-"
-    return f"{100 * rate['value']:.1f}% [{interval(rate['ci95'])}] n={rate['n']}"
+    return f"{100 * rate['value']:.1f}% [{interval(rate['ci95'])}]"
 
 
 def format_sweep_table(rows: list[dict], label: str, source_line: str) -> str:
-    """One table, the shape of the paper's Tables 7-10: a row per configuration."""
-    header = ["configuration", "trains", "epochs", "train acc", "val acc", "test acc", "beta",
-              "AUC (test)", "F1 (test)"]
+    """One table, the shape of the paper's Tables 7-10: a row per configuration.
+
+    Every configuration is tested on the same splits, so each column's n is in its header.
+    """
+    first = rows[0]["result"]
+    auc0 = first["auc"]
+    header = ["configuration", "trains", "epochs",
+              f"train acc n={first['train_accuracy']['n']}",
+              f"val acc n={first['val_accuracy']['n']}",
+              f"test acc n={first['test_accuracy']['n']}", "beta",
+              f"AUC n={auc0['n']} ({auc0['n_positive']} malig.)",
+              f"F1 n={first['f1_support']} malig."]
     body = []
     for r in rows:
         res = r["result"]
         auc = res["auc"]
         auc_text = "-" if auc["value"] is None else (
-            f"{auc['value']:.3f} [{interval(auc.get('ci95'), as_percent=False)}] "
-            f"n={auc['n']} ({auc['n_positive']} malig.)")
+            f"{auc['value']:.3f} [{interval(auc.get('ci95'), as_percent=False)}]")
         body.append([r["name"], f"{res['trainable_params']:,}",
                      f"{res['best_epoch']}/{res['epochs_run']}",
                      _rate(res["train_accuracy"]), _rate(res["val_accuracy"]),
                      _rate(res["test_accuracy"]),
                      "-" if res["beta"] is None else f"{res['beta']:.2f}", auc_text,
-                     f"{res['f1']:.2f} ({res['f1_support']} malig.)"])
+                     f"{res['f1']:.2f}"])
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
@@ -243,7 +308,8 @@ def format_sweep_table(rows: list[dict], label: str, source_line: str) -> str:
               "trains = trainable parameters; epochs = best/run (early stopping on validation "
               "loss); accuracies at threshold 0.5 with Wilson 95% intervals; beta = train acc / "
               "val acc; AUC with a bootstrap-over-patients 95% interval; F1 of the malignant class.",
-              "train acc is the best model on the un-augmented training split."]
+              "train acc is the best model on the un-augmented training split; test = "
+              "the best checkpoint (lowest validation loss)."]
     base = rows[0]["result"].get("majority_test_accuracy")
     if base is not None:
         lines.append(f"majority-class baseline (always the training split's most frequent "
@@ -271,6 +337,9 @@ def plot_curves(rows: list[dict], path, label: str) -> Path:
                                  ("val_accuracy", "validation", "-s")):
             values = h.get(key) or []
             ax.plot(np.arange(1, len(values) + 1), values, style, markersize=3, label=name)
+        for end in r["result"].get("phase_ends", []):
+            ax.axvline(end + 0.5, color="tab:green", linestyle=":", linewidth=1,
+                       label="end of head warm-up")
         if r["result"]["best_epoch"]:
             ax.axvline(r["result"]["best_epoch"], color="0.5", linestyle="--", linewidth=1,
                        label="best model")
@@ -293,7 +362,7 @@ def run_finetune(source, *, transfer: bool = False, gammas=(), data_dir=None, ou
                  batch_size: int = DEFAULT_BATCH_SIZE, lr_tl: float = DEFAULT_LR_TL,
                  lr_ft: float = DEFAULT_LR_FT, hidden: int | None = DEFAULT_HIDDEN,
                  dropout: float = DEFAULT_DROPOUT, copies: int = DEFAULT_COPIES,
-                 size: int | None = None, seed: int = 0, phantom_seed: int = 0,
+                 warmup: int = DEFAULT_WARMUP, size: int | None = DEFAULT_SIZE, seed: int = 0, phantom_seed: int = 0,
                  phantom_patients: int = target_data.PHANTOM_PATIENTS,
                  phantom_scale: float = target_data.PHANTOM_SCALE, overwrite: bool = False,
                  progress: bool = True) -> dict:
@@ -325,7 +394,7 @@ def run_finetune(source, *, transfer: bool = False, gammas=(), data_dir=None, ou
     config = {"command": "finetune", "source": str(source), "transfer": transfer,
               "gammas": [g for g in gammas], "data_dir": None if data_dir is None else str(data_dir),
               "epochs": epochs, "patience": patience, "batch_size": batch_size, "lr_tl": lr_tl,
-              "lr_ft": lr_ft, "hidden": hidden, "dropout": dropout, "augment_copies": copies,
+              "lr_ft": lr_ft, "warmup": warmup, "hidden": hidden, "dropout": dropout, "augment_copies": copies,
               "input_shape": list(input_shape), "seed": seed, "phantom_seed": phantom_seed,
               "phantom_patients": phantom_patients, "phantom_scale": phantom_scale,
               "optimizer": "rmsprop", "loss": "binary cross-entropy on the logit",
@@ -371,16 +440,19 @@ def run_finetune(source, *, transfer: bool = False, gammas=(), data_dir=None, ou
         for row in rows:
             model, frozen = build_model(source, row, input_shape, hidden=hidden,
                                         dropout=dropout, seed=seed)
-            lr = lr_ft if row["kind"] == "ft" else lr_tl
-            _log(progress, f"--- {row['name']} [{label}]: lr {lr:g}, "
+            phases = training_phases(row, epochs=epochs, warmup=warmup, lr_tl=lr_tl,
+                                     lr_ft=lr_ft)
+            plan = "; then ".join(f"{p['epochs']} epochs at lr {p['lr']:g} from gamma "
+                                  f"{p['gamma']}" for p in phases)
+            _log(progress, f"--- {row['name']} [{label}]: {plan}; "
                            f"{model.count_params(trainable_only=True):,} of "
                            f"{model.count_params(trainable_only=False):,} parameters train; "
                            f"frozen layers: {', '.join(frozen) if frozen else 'none'}")
             if progress:
                 for line in tl.layer_table(model, input_shape):
                     print("   " + line)
-            result = train_configuration(model, splits, out_dir / _folder_name(row), lr=lr,
-                                         epochs=epochs, batch_size=batch_size,
+            result = train_configuration(model, splits, out_dir / _folder_name(row),
+                                         phases=phases, batch_size=batch_size,
                                          patience=patience, seed=seed, progress=progress)
             done.append({**row, "frozen_layers": frozen, "folder": _folder_name(row),
                          "result": result})
