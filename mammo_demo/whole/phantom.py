@@ -324,8 +324,8 @@ def render_film(rng, shape, side: str, view: str, density: int, lesions: list, t
             value = value + amp * bump * (r < 1.0)
         else:
             bump, mask = _calcs(lrng, shape, cy, cx, radius, lesion["m"])
-            value = np.maximum(value, np.minimum(0.9, value + 0.35 * bump) * (r < 1.0)
-                               + value * (r >= 1.0))
+            inside = r < 1.0           # bright specks, at most 0.9 (markers and labels are brighter)
+            value = np.where(inside, np.maximum(value, np.minimum(0.9, value + 0.35 * bump)), value)
         masks.append(mask & breast)
     value = value + rng.normal(0, 0.006, shape).astype(np.float32)        # film grain
     if side == "R":
@@ -428,7 +428,7 @@ def _study_folder(rng) -> str:
     return f"07-{int(rng.integers(20, 22))}-2016-DDSM-{int(rng.integers(10000, 99999))}"
 
 
-def _film_traits(rng, view: str) -> dict:
+def _film_traits(rng) -> dict:
     borders = ()
     if rng.random() < 0.4:
         borders = [("chest", "top", "bottom"), ("chest", "top", "bottom", "far"),
@@ -486,7 +486,7 @@ def generate(out, seed: int = 0, patients: int = DEFAULT_PATIENTS, scale: float 
             split_word = "Training" if split == "train" else "Test"
             for view in ("CC", "MLO"):
                 frng = np.random.default_rng([seed, index, ord(side), len(view)])
-                traits = _film_traits(frng, view)
+                traits = _film_traits(frng)
                 value, masks, truth = render_film(frng, shape, side, view, plan["density"],
                                                   lesions, traits)
                 image_id = f"{prefix}-{split_word}_{pid}_{side_word}_{view}"
