@@ -209,10 +209,11 @@ def _evaluate(model, model_path, about, cfg, data_dir, task, classes, seed, patc
 
     patchset = patches_of(dataset)
     fold = cfg.get("fold")
-    splits = make_splits(patchset, seed=seed, folds=int(cfg.get("folds", 1)) if fold else 1)
-    sp = splits[int(fold) - 1 if fold else 0]
-    idx = np.arange(len(patchset)) if split == "all" else sp[split]
-    target = patchset.subset(idx)
+    folds = int(cfg.get("folds", 1)) if fold else 1
+    sp = None
+    if split != "all":        # the training run's split by image (no split needed for "all")
+        sp = make_splits(patchset, seed=seed, folds=folds)[int(fold) - 1 if fold else 0]
+    target = patchset.subset(np.arange(len(patchset)) if split == "all" else sp[split])
     p_target = nn.predict_proba(model, target.x)
     y_val = p_val = None
     reason = None
@@ -226,8 +227,7 @@ def _evaluate(model, model_path, about, cfg, data_dir, task, classes, seed, patc
             train_set, _ = resolve_data(trained_on, int(train_phantom[0] or 0), train_phantom[1],
                                         progress, int(train_phantom[2] or 322))
             train_patches = patches_of(train_set)
-            train_sp = make_splits(train_patches, seed=seed,
-                                   folds=int(cfg.get("folds", 1)) if fold else 1)
+            train_sp = make_splits(train_patches, seed=seed, folds=folds)
             val = train_patches.subset(train_sp[int(fold) - 1 if fold else 0]["val"])
             y_val, p_val = val.y, nn.predict_proba(model, val.x)
         else:

@@ -492,3 +492,41 @@ def test_two_trains_into_one_folder_the_second_fails(tiny_data, tmp_path, capsys
     time.sleep(0.05)
     assert cli.main(["train", "--data", str(tiny_data), "--out", str(run), *QUICK,
                      "--epochs", "0"]) == 0
+
+
+def test_damaged_or_hostile_model_files_are_one_line_errors(tiny_data, tmp_path, capsys):
+    text = tmp_path / "model.npz"
+    text.write_text("not a model")
+    array = tmp_path / "array.npy"
+    np.save(array, np.zeros(3))
+    image = next(tiny_data.glob("mdb*.pgm"))
+    for model in (text, array):
+        for args in (["evaluate", "--model", str(model), "--quiet"],
+                     ["predict", "--model", str(model), "--image", str(image), "--x", "5",
+                      "--y", "5", "--radius", "3"]):
+            assert cli.main(args) == 2
+            err = _error(capsys)
+            assert err.startswith("mammo-demo: error: ") and str(model) in err
+            assert len(err.strip().splitlines()) == 1
+
+
+def test_the_task_is_never_guessed_from_the_number_of_outputs(tmp_path, tiny_data, capsys):
+    lone = tmp_path / "model.npz"
+    nn.save(nn.zoo.mias_cnn(2, input_shape=(1, 48, 48)), lone)     # no config, no provenance
+    image = next(tiny_data.glob("mdb*.pgm"))
+    assert cli.main(["predict", "--model", str(lone), "--image", str(image), "--x", "5",
+                     "--y", "5", "--radius", "3"]) == 2
+    assert "cannot tell which task" in _error(capsys)
+
+
+def test_evaluate_split_all_on_another_folder_takes_the_training_validation_threshold(
+        tiny_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert cli.main(["synth", "--out", str(other), "--n-images", "8", "--image-size", "128",
+                     "--seed", "7"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model", str(tiny_run / "best_model.npz"), "--data", str(other),
+                     "--split", "all", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "not reported" not in out
+    assert "chosen on the training run's validation split" in out
