@@ -74,8 +74,7 @@ import numpy as np
 
 from . import models
 from . import patches
-from .evaluation import (TARGET_SENSITIVITY, compute_metrics, counts, n_images,
-                         proportion)
+from .evaluation import compute_metrics, counts, n_images, proportion
 from .report import (NOT_A_MEDICAL_DEVICE, REPORT_MD, REPORT_TXT, TEST_PLOTS, aggregate,
                      format_table, headline, write_reports)
 from .roi_data import (SPLIT_FRACTIONS, check_disjoint, make_splits, resolve_data,

@@ -63,8 +63,6 @@ def describe_model(model_path) -> dict:
     cfg = read_run_config(path)
     data_path = path.parent / DATA_FILE
     data = read_json(data_path) if data_path.is_file() else {}
-    if checkpoint and cfg.get("fold") is None and data.get("splits") is None:
-        data = {}
     kind = meta.get("data") or data.get("kind") or (
         "phantom" if cfg and cfg.get("data_dir") is None and "task" in cfg else None)
     which = "last" if checkpoint else meta.get("which", "unknown")

@@ -128,6 +128,10 @@ def test_folds_report_mean_and_std(tiny_data, tmp_path, capsys):
         (run / "report.txt").read_text()
     tests = [json.loads((run / f"fold{i}" / "metrics.json").read_text())["n_test"] for i in (1, 2)]
     assert sum(tests) == json.loads((run / "data.json").read_text())["patches"]["total"]
+    # the headline figures pool every fold's test predictions: each patch tested once, with n
+    assert result["pooled"]["n_test"] == sum(tests)
+    assert result["pooled"]["intervals"]["accuracy"]["n"] == sum(tests)
+    assert "2 folds' test sets pooled" in (run / "report.txt").read_text()
 
 
 def test_default_data_is_the_cached_phantom(tmp_path, monkeypatch):
