@@ -44,7 +44,11 @@ Usage (from the repository root)::
 Execution uses :func:`execute_notebook`: a Jupyter kernel named ``python3``
 whose kernel spec is written to a temporary directory and points at the
 running interpreter (``sys.executable``), so the notebooks run against the
-nnlite installed here and not some other Python on the PATH.
+nnlite installed here and not some other Python on the PATH. That kernel uses
+one BLAS/OpenMP/Numba thread unless the environment says otherwise
+(:data:`THREAD_VARIABLES`): the lessons' arrays are small, and on a busy
+two-core machine spinning BLAS threads made lesson 8 run four times slower
+(89 s against 21 s, measured side by side).
 """
 from __future__ import annotations
 
@@ -63,6 +67,8 @@ SRC_DIR = LESSONS_DIR / "src"
 SOLUTIONS_DIR = LESSONS_DIR / "solutions"
 KERNEL_NAME = "python3"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS")   # "1" for the kernel, unless already set
 
 _MAGIC = re.compile(r"^# (%(?:matplotlib|config|timeit|time)\b.*)$")  # "# %matplotlib inline"
 _HEADER = re.compile(r"^# %%(?: \[(markdown|md|(?:exercise|check|solution|wrong) \d+\.\d+)\])?\s*$")
@@ -242,13 +248,15 @@ def kernelspec_for_this_python():
     Writes ``kernels/python3/kernel.json`` into a temporary directory and puts
     it first on ``JUPYTER_PATH`` (which Jupyter searches before the user's and
     the environment's kernel directories), restoring the variable afterwards.
+    The spec's ``env`` sets the :data:`THREAD_VARIABLES` the environment leaves unset to 1.
     """
     old = os.environ.get("JUPYTER_PATH")
     with tempfile.TemporaryDirectory(prefix="nnlite-kernels-") as tmp:
         spec_dir = Path(tmp) / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True)
         spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": KERNELSPEC["display_name"], "language": "python"}
+                "display_name": KERNELSPEC["display_name"], "language": "python",
+                "env": {name: os.environ.get(name, "1") for name in THREAD_VARIABLES}}
         (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
         os.environ["JUPYTER_PATH"] = tmp if old is None else tmp + os.pathsep + old
         try:

@@ -196,6 +196,15 @@ def test_builder_demands_a_solution_for_every_exercise(tmp_path, monkeypatch):
     assert builder.build_notebook(src).cells[1].source.endswith("raise NotImplementedError")
 
 
+def test_kernel_uses_one_blas_thread_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    with builder.kernelspec_for_this_python() as spec:
+        assert spec["env"]["OMP_NUM_THREADS"] == "1"
+        assert spec["env"]["OPENBLAS_NUM_THREADS"] == "2"
+        assert spec["argv"][0] == sys.executable
+
+
 @pytest.mark.parametrize("name", EXPECTED)
 def test_notebook_matches_its_source(name):
     built = builder.build_notebook(_src(name))
