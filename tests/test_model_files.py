@@ -121,6 +121,7 @@ def test_temp_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_non_finite_weights_are_never_checkpointed(tmp_path):
     model = nn.Sequential([nn.Flatten(), nn.Dense(36, 3, seed=0)])
     x, y = _data(8)
