@@ -127,6 +127,17 @@ def test_voi_lut_sequence_wins_over_the_window(tmp_path):
     np.testing.assert_allclose(image.pixels, expected, atol=1e-6)
 
 
+def test_signed_12_bit_data_use_the_signed_range(tmp_path):
+    values = np.linspace(-2048, 2047, 64 * 48).round().astype(np.int16).reshape(64, 48)
+    path = write_dicom(tmp_path / "a.dcm", np.zeros((64, 48), np.uint16), bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.PixelRepresentation = 1
+    ds.PixelData = (values.astype(np.uint16) & 0x0FFF).tobytes()   # 12-bit two's complement
+    ds.save_as(path)
+    image = read_dicom(path)
+    np.testing.assert_allclose(image.pixels, (values + 2048) / 4095.0, atol=1e-6)
+
+
 def test_stored_range():
     assert stored_range(12, False) == (0, 4095)
     assert stored_range(16, True) == (-32768, 32767)
