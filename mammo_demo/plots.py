@@ -251,14 +251,15 @@ def plot_gradcam(x, heatmaps, captions, path, *, data_label: str = "",
                                    side - 2 * padding_margin, side - 2 * padding_margin,
                                    fill=False, linestyle="--", linewidth=0.8, edgecolor="white"))
         ax.set_title(caption, fontsize=7)
-    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), ax=list(axes),
-                       fraction=0.03, pad=0.02)
-    bar.set_label("Grad-CAM (1 = the strongest evidence in that patch)", fontsize=7)
-    bar.ax.tick_params(labelsize=6)
     heading = _title(title, data_label)
     if padding_margin > 0:
         heading += (f"\noutside the dashed squares ({padding_margin} px) the maps see the zero "
                     f"padding of the 'same' convolutions: bands there are an artefact")
     fig.suptitle(heading, fontsize=8)
     fig.subplots_adjust(bottom=_FOOTER_SPACE / fig.get_figheight() + 0.02, top=0.78)
+    # after the layout: the colour bar takes its room from the patch axes, beside them
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap="jet"), ax=list(axes),
+                       fraction=0.025, pad=0.02)
+    bar.set_label("Grad-CAM (1 = the strongest evidence in that patch)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
     return _save(fig, path, data_label)

@@ -296,7 +296,7 @@ def operating_point_label(op: dict) -> str:
     """The ROC legend entry of the operating point: what the threshold actually reaches."""
     short = "" if op["reached_target"] else f", short of the {op['target_sensitivity']:.0%} target"
     threshold = "threshold" if op.get("threshold") is None else f"threshold {op['threshold']:.3f}"
-    return (f"{threshold} from {op['threshold_chosen_on']}: sensitivity "
+    return (f"{threshold} from {op['threshold_chosen_on']}:\nsensitivity "
             f"{op['test_sensitivity']:.1%}{short}, specificity {op['test_specificity']:.1%}")
 
 
