@@ -297,10 +297,14 @@ def _pick_full_image(files: list[Path]) -> Path | None:
 
 
 def find_tree(root) -> Path:
-    """The folder holding the image folders: ``root`` itself or ``root/CBIS-DDSM``."""
+    """The folder holding the image folders: ``root/CBIS-DDSM``, else a ``CBIS-DDSM``
+    one level further down (a TCIA download's ``manifest-.../CBIS-DDSM``), else ``root``."""
     root = Path(root)
     nested = root / "CBIS-DDSM"
-    return nested if nested.is_dir() else root
+    if nested.is_dir():
+        return nested
+    deeper = sorted(p for p in root.glob("*/CBIS-DDSM") if p.is_dir())
+    return deeper[0] if deeper else root
 
 
 def find_csvs(root) -> list[Path]:

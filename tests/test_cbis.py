@@ -166,6 +166,14 @@ def test_classify_roi_files_ignores_names(tmp_path):
     assert classify_roi_files([mask, crop]) == (crop, mask)
 
 
+def test_tree_under_a_manifest_folder(cbis):
+    (cbis / "manifest-1600000000").mkdir()
+    (cbis / "CBIS-DDSM").rename(cbis / "manifest-1600000000" / "CBIS-DDSM")
+    dataset = load_cbis(cbis)
+    assert dataset.tree.parent.name == "manifest-1600000000"
+    assert dataset.summary()["missing_files"] == 0
+
+
 def test_unlisted_normal_folders(cbis):
     images = by_id(load_cbis(cbis))
     normal = images["Normal-Training_P_00005_LEFT_CC"]
