@@ -55,7 +55,8 @@ def add_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFormatte
                    help="images in the PHANTOM set (fewer: a quick run)")
     p.add_argument("--model", choices=train.MODELS, default=d["model"], help="network")
     p.add_argument("--widths", type=_widths, default=None, metavar="W1,W2,...",
-                   help="channels per level (default: the zoo's, segnet 16,32 / unet 16,32,64)")
+                   help="channels per level (default: segnet 16,32 / unet 8,16,32; the zoo's "
+                        "unet is 16,32,64)")
     p.add_argument("--patch-size", type=int, default=d["patch_size"], help="patch side in pixels")
     p.add_argument("--context", type=float, default=d["context"],
                    help="crop side as a multiple of the lesion's radius")

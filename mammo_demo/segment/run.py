@@ -41,7 +41,7 @@ COMMAND_TRAIN, COMMAND_EVALUATE = "mammo-demo segment train", "mammo-demo segmen
 DEFAULTS = {"data_dir": None, "phantom_seed": 0, "phantom_images": 322, "model": "unet", "widths": None,
             "patch_size": segdata.DEFAULT_PATCH_SIZE, "context": segdata.DEFAULT_CONTEXT,
             "lesions": "all", "normal_fraction": segdata.DEFAULT_NORMAL_FRACTION, "masks": "auto",
-            "loss": "bce+dice", "pos_weight": None, "epochs": 12, "batch_size": 16, "lr": 2e-3,
+            "loss": "bce+dice", "pos_weight": None, "epochs": 12, "batch_size": 16, "lr": 3e-3,
             "seed": 0, "augment": True}
 
 
@@ -88,6 +88,9 @@ def train_run(out, config: dict, *, resume: bool = False, overwrite: bool = Fals
               epochs_given: bool = True, progress: bool = True) -> dict:
     """Run ``segment train`` into the folder ``out``; returns the test metrics (with ``"table"``)."""
     config = {**DEFAULTS, **config}
+    if config["model"] not in segtrain.MODELS:
+        raise ValueError(f"model must be one of {segtrain.MODELS}, got {config['model']!r}")
+    config["widths"] = [int(w) for w in (config["widths"] or segtrain.DEFAULT_WIDTHS[config["model"]])]
     if int(config["epochs"]) < 1:
         raise ValueError(f"--epochs must be at least 1, got {config['epochs']}")
     t_start = time.time()

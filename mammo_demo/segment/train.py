@@ -32,17 +32,24 @@ from ..runfolder import write_json
 from .data import random_dihedral
 
 MODELS = ("segnet", "unet")
+#: channels per level when none are given: U-Net halved from the zoo's (16, 32, 64) so that
+#: the default run fits a few minutes on 2 CPU cores; SegNet as in the zoo
+DEFAULT_WIDTHS = {"segnet": (16, 32), "unet": (8, 16, 32)}
 LOSSES = ("bce", "dice", "bce+dice")
 BEST_MODEL, CHECKPOINT, HISTORY_JSON = "best_model.npz", "checkpoint.npz", "history.json"
 
 
 def build_model(name: str, patch_size: int, widths=None, seed: int = 0):
-    """The zoo's ``segnet`` (pool indices + MaxUnpool2D) or ``unet`` (ConvTranspose2D + skips)."""
+    """The zoo's ``segnet`` (pool indices + MaxUnpool2D) or ``unet`` (ConvTranspose2D + skips).
+
+    ``widths=None`` takes :data:`DEFAULT_WIDTHS`.
+    """
     if name not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {name!r}")
-    kwargs = {} if widths is None else {"widths": tuple(int(w) for w in widths)}
+    widths = DEFAULT_WIDTHS[name] if widths is None else tuple(int(w) for w in widths)
     factory = nn.zoo.segnet if name == "segnet" else nn.zoo.unet
-    return factory(input_shape=(1, int(patch_size), int(patch_size)), num_classes=1, seed=seed, **kwargs)
+    return factory(input_shape=(1, int(patch_size), int(patch_size)), num_classes=1, seed=seed,
+                   widths=widths)
 
 
 def make_loss(name: str, pos_weight: float | None = None):
