@@ -33,8 +33,8 @@ def _save(fig: Figure, path, data_label: str) -> Path:
     """Add the footer, widen the figure until no title or footer is clipped, write the PNG.
 
     Small test sets give narrow grids (two patches: two columns) whose
-    two-line title and footer are wider than the figure; the figure grows to
-    the widest text plus a margin, then the layout is redone.
+    two-line title and footer are wider than the figure; the figure grows
+    (both sides by the same factor) until the widest text fits with a margin.
     """
     footer = f"{data_label}\n{FOOTER}" if data_label else FOOTER
     fig.text(0.5, 0.005, footer, ha="center", va="bottom", fontsize=7, color="0.35")
@@ -49,7 +49,10 @@ def _save(fig: Figure, path, data_label: str) -> Path:
         need = max(widest, width + 2 * overflow) / fig.dpi + (0.3 if overflow > 0 else 0.0)
         if overflow <= 0 and widest <= width:
             break
-        fig.set_figwidth(need)           # the layout is in figure fractions: it scales along
+        # grow both sides by the same factor: the layout (in figure fractions) scales along and
+        # equal-aspect images keep their proportions, while the text keeps its size
+        scale = need / fig.get_figwidth()
+        fig.set_size_inches(need, fig.get_figheight() * scale)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
@@ -194,7 +197,8 @@ def plot_patch_grid(x, y_true, y_pred, probs, class_names, path, *, data_label: 
     if not len(chosen):
         axes[0].text(0.5, 0.5, "no test patches", ha="center", va="center")
     fig.suptitle(_title(title, data_label), fontsize=9)
-    fig.tight_layout(rect=(0, _FOOTER_SPACE / fig.get_figheight(), 1, 1))
+    # h_pad: tight_layout leaves too little room for the two-line captions of the next row
+    fig.tight_layout(rect=(0, _FOOTER_SPACE / fig.get_figheight(), 1, 1), h_pad=3)
     return _save(fig, path, data_label)
 
 

@@ -143,3 +143,21 @@ def test_roc_legend_names_the_sensitivity_actually_reached(tmp_path, saved_figur
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any("sensitivity 85.7%" in t and "short of the 90% target" in t for t in legend)
     assert not any("at 90% sensitivity" in t for t in legend)
+
+
+def test_patch_captions_do_not_overlap_the_row_above(tmp_path, saved_figures):
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 1, 16, 16), dtype=np.float32)
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probs = rng.dirichlet([1, 1, 1], size=6)
+    plots.plot_patch_grid(x, y, probs.argmax(1), probs, ["normal", "benign", "malignant"],
+                          tmp_path / "p.png", data_label=LABEL)
+    (fig,) = saved_figures
+    renderer = fig.canvas.get_renderer()
+    images = [ax for ax in fig.axes if ax.get_images()]
+    for upper in images:
+        for lower in images:
+            box, caption = upper.get_window_extent(renderer), lower.title.get_window_extent(renderer)
+            if lower is not upper and box.y0 > caption.y0:        # lower sits below upper
+                overlaps_x = caption.x1 > box.x0 and caption.x0 < box.x1
+                assert not (overlaps_x and caption.y1 > box.y0), "a caption covers a patch"
