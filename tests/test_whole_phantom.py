@@ -186,6 +186,15 @@ def test_generate_refuses_a_non_empty_folder(tmp_path):
         phantom.generate(tmp_path / "y", patients=1, scale=5)
 
 
+def test_overwrite_replaces_an_older_phantom_set(tmp_path):
+    out = phantom.generate(tmp_path / "z", seed=1, patients=2, scale=0.05)
+    (out / "notes.txt").write_text("mine")
+    phantom.generate(out, seed=1, patients=1, scale=0.05, overwrite=True)
+    assert len(phantom.read_truth(out)["images"]) == 4
+    assert len(list((out / "CBIS-DDSM").rglob("*full mammogram*/*.dcm"))) == 4   # none stale
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_cli_synth_and_preview(tmp_path, capsys):
     from mammo_demo.cli import main
     out = tmp_path / "set"

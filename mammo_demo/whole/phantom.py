@@ -447,15 +447,23 @@ def generate(out, seed: int = 0, patients: int = DEFAULT_PATIENTS, scale: float 
     """Write a phantom CBIS-DDSM folder into ``out`` (see the module docstring); return it.
 
     Deterministic for ``seed``, ``patients`` and ``scale`` (same CSVs, same
-    pixel data, same DICOM bytes). Refuses a non-empty ``out`` unless ``overwrite``.
+    pixel data, same DICOM bytes). Refuses a non-empty ``out`` unless
+    ``overwrite``; overwriting an older phantom set (it has ``PHANTOM.txt``)
+    first removes that set's tree, CSVs and truth, and nothing else.
     """
     out = Path(out)
     if patients < 1:
         raise ValueError(f"patients must be >= 1, got {patients}")
     if not 0.02 <= scale <= 1.5:
         raise ValueError(f"scale must be in [0.02, 1.5] (1.0 = 4000x2500 films), got {scale}")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"{out} is not empty (pass overwrite=True / --overwrite)")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(f"{out} is not empty (pass overwrite=True / --overwrite)")
+        if (out / PHANTOM_MARKER).is_file():      # an older phantom set: no stale films left
+            import shutil
+            shutil.rmtree(out / TREE, ignore_errors=True)
+            for name in list(CSV_NAMES.values()) + [TRUTH_FILE, PHANTOM_MARKER]:
+                (out / name).unlink(missing_ok=True)
     start = time.perf_counter()
     shape = (int(round(FULL_SHAPE[0] * scale)), int(round(FULL_SHAPE[1] * scale)))
     root = out / TREE

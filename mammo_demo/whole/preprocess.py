@@ -433,7 +433,7 @@ def side_from_image(img: np.ndarray, weight_mask: np.ndarray | None = None,
     if total <= 0:
         return "L"
     centre = (column_mass * (np.arange(img.shape[1]) + 0.5)).sum() / total
-    return "L" if centre < img.shape[1] / 2 else "R"
+    return "L" if centre <= img.shape[1] / 2 else "R"
 
 
 def find_borders(mask: np.ndarray) -> tuple[np.ndarray, dict]:
