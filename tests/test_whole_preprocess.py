@@ -308,6 +308,8 @@ def test_naive_method_blanks_markers_and_keeps_the_whole_film():
     assert record.box == (0, SHAPE[0], 0, SHAPE[1]) and record.method == "naive"
     assert record.flipped and x.shape == (1, 64, 64)
     assert x.max() < 0.95
+    assert record.scale == 1                                  # 480 pixels: round(480 / 500)
+    assert preprocess(np.zeros((4000, 2500), np.float32), method="naive")[1].scale == 8
 
 
 def test_reads_dicom_paths_and_uses_their_tags(tmp_path):

@@ -7,8 +7,10 @@ saying what it did.
 
 Method ``"naive"`` (thesis): blank the brightest marker pixels (values at or
 above ``marker_level``, default 0.95 of the display range, become 0), downscale
-by 8 with area averaging, flip the breast to the left, pad to a square and
-resize to ``size``. The box is the whole film.
+by 8 with area averaging (the thesis' factor for 4000-pixel films; by default
+the factor follows the film, ``round(long side / 500)``, so 8 for a real film
+and 2 for a 960-pixel phantom film), flip the breast to the left, pad to a
+square and resize to ``size``. The box is the whole film.
 
 Method ``"crop"`` (thesis: blur, Otsu, largest component, bounding box, resize),
 with four fixes for what breaks it on real scanned films (CBIS-DDSM):
@@ -569,14 +571,15 @@ def _finish(crop: np.ndarray, flip: bool, size: int, keep_aspect: bool, fill: fl
 def preprocess(path_or_array, method: str = "crop", side: str | None = None, size: int = 224,
                *, keep_aspect: bool = True, threshold: str = "skin", work_size: int = WORK_SIZE,
                sigma: float = 1.0, skin_fraction: float = 0.15, marker_level: float = MARKER_LEVEL,
-               naive_factor: int = 8, keep_stages: bool = True):
+               naive_factor: int | None = None, keep_stages: bool = True):
     """One film -> ``(x, record)``: x float32 ``(1, size, size)`` in ``[0, 1]``, breast on the left.
 
     Args:
         path_or_array: a DICOM path, a :class:`~mammo_demo.dicom.DicomImage`, or
             an array (see :func:`load_film`).
         method: ``"crop"`` (blur, Otsu, borders removed, largest component, box)
-            or ``"naive"`` (markers blanked, downscaled by ``naive_factor``).
+            or ``"naive"`` (markers blanked, downscaled by ``naive_factor``;
+            None: ``round(long side / 500)``, the thesis' 8 on a 4000-pixel film).
         side: ``"L"``/``"R"`` if known (from the data set's records); None
             takes the file's laterality tag, else decides from the image.
         size: the output side (224 for the thesis' networks).
@@ -602,6 +605,8 @@ def preprocess(path_or_array, method: str = "crop", side: str | None = None, siz
                   is_phantom=info["is_phantom"], size=int(size), shape=(height, width))
 
     if method == "naive":
+        if naive_factor is None:
+            naive_factor = max(1, int(round(max(height, width) / 500)))
         small = downscale(blank_markers(film, marker_level), naive_factor)
         if side is None:
             side = side_from_image(small)
