@@ -248,12 +248,8 @@ def _silenced(function):
 
 
 def _quiet_read(path, **kwargs):
-    """``pydicom.dcmread`` without pydicom's warnings about damaged values (they become errors or
-    are harmless; a bulk read of a real data set would print thousands)."""
     import pydicom
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return pydicom.dcmread(str(path), **kwargs)
+    return pydicom.dcmread(str(path), **kwargs)
 
 
 @_silenced
@@ -294,10 +290,11 @@ def read_stored(path):
         from pydicom.uid import UID
         if syntax and not UID(syntax).is_transfer_syntax:
             raise _fail(path, f"unknown transfer syntax {syntax}")
+        photometric = _text(ds, "PhotometricInterpretation").upper()
+        if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            raise _fail(path, f"not a grey-scale image (PhotometricInterpretation {photometric!r})")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                arr = ds.pixel_array
+            arr = ds.pixel_array
         except (NotImplementedError, RuntimeError) as e:
             raise _fail(path, f"unsupported transfer syntax {syntax} ({e})") from None
         if arr.shape != (rows, columns):

@@ -221,6 +221,12 @@ def test_colour_is_refused(tmp_path):
     assert_one_line_error(path, "grey-scale")
 
 
+def test_palette_colour_is_refused(tmp_path):
+    path = edit(write_dicom(tmp_path / "a.dcm", ramp(8, (8, 8)).astype(np.uint8), bits_stored=8),
+                PhotometricInterpretation="PALETTE COLOR")
+    assert_one_line_error(path, "grey-scale")
+
+
 @pytest.fixture(scope="module")
 def seed_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fuzz")
