@@ -107,7 +107,8 @@ print("y = x * w, valid:", x.shape, "->", y.shape)
 print(y)
 
 # %% [markdown]
-# The lecture's slide gives the result below; the loops reproduce it exactly.
+# The lecture's slide gives the result below; your loops must reproduce it exactly (until
+# exercise 1.1 is correct, `correlate2d_valid` is nnlite's version, which does).
 
 # %%
 lecture_result = np.array([[0, 2, 3, 0, -1],
