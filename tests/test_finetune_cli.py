@@ -128,6 +128,9 @@ def test_finetune_sweep_cli_end_to_end(cbis_folder, source, tmp_path, capsys):
         assert model.layers[0].W.data.tobytes() == src.layers[0].W.data.tobytes()
     assert tl.layers[3].W.data.tobytes() == src.layers[3].W.data.tobytes()
     assert ft3.layers[3].W.data.tobytes() != src.layers[3].W.data.tobytes()
+    meta = nn.read_metadata(out / "ft_gamma_3" / "best_model.npz")
+    assert meta["data"] == "phantom" and meta["gamma"] == 3 and meta["frozen_layers"] == ["0"]
+    assert meta["source_model"] == str(source) and meta["source_provenance"]["patch_size"] == 16
     # a second run into the same folder is refused without --overwrite
     assert main(["finetune", "--from", str(source), "--transfer", "--data", str(cbis_folder),
                  "--out", str(out), "--quiet"]) == 2

@@ -189,9 +189,10 @@ def train_configuration(model, splits, run_dir: Path, *, phases, batch_size: int
     (:func:`nnlite.transfer.fine_tune`; ``"head"`` = only the head) and a fresh
     RMSProp is built. Fine-tuning uses two: a short warm-up of the new head
     (its random weights would otherwise send noise into the pretrained body),
-    then layers ``gamma ..`` at the small learning rate. One
-    :class:`~nnlite.ModelCheckpoint` spans the phases, so ``best_model.npz`` is
-    the epoch with the lowest validation loss of the whole run.
+    then layers ``gamma ..`` at the small learning rate. The checkpoint
+    watches the last phase only: ``best_model.npz`` is the fine-tuned epoch
+    with the lowest validation loss (the warm-up is preparation, and with it in
+    the running every FT row could report the same warm-up epoch).
 
     The loss weighs each class by ``N / (2 N_c)`` (:func:`class_weights`): the
     target set has more benign than malignant masses, and without it every
@@ -201,7 +202,6 @@ def train_configuration(model, splits, run_dir: Path, *, phases, batch_size: int
     (x_aug, y_aug), val, test, train = splits["train_aug"], splits["val"], splits["test"], \
         splits["train"]
     best_path = run_dir / BEST_MODEL
-    checkpoint = nn.ModelCheckpoint(best_path, monitor="val_loss")
     weights = class_weights(y_aug)
     loss = nn.BinaryCrossEntropy(class_weights=weights)
     t0 = time.perf_counter()
@@ -215,7 +215,8 @@ def train_configuration(model, splits, run_dir: Path, *, phases, batch_size: int
         if progress and len(phases) > 1:
             print(f"  phase {k + 1}/{len(phases)}: gamma {phase['gamma']}, lr {phase['lr']:g}, "
                   f"{phase['epochs']} epochs; frozen: {', '.join(frozen) or 'none'}", flush=True)
-        callbacks = [checkpoint]
+        last = k == len(phases) - 1
+        callbacks = [nn.ModelCheckpoint(best_path, monitor="val_loss")] if last else []
         if phase["early_stopping"]:
             callbacks.insert(0, nn.EarlyStopping(monitor="val_loss", patience=patience,
                                                  restore_best_weights=True))
@@ -238,7 +239,8 @@ def train_configuration(model, splits, run_dir: Path, *, phases, batch_size: int
                     + "\n")
     best = nn.load(best_path) if best_path.exists() else model
     val_losses = combined.get("val_loss", [])
-    best_epoch = int(np.argmin(val_losses)) + 1 if val_losses else None
+    start = boundaries[-2] if len(boundaries) > 1 else 0       # the checkpointed phase
+    best_epoch = start + int(np.argmin(val_losses[start:])) + 1 if val_losses[start:] else None
 
     train_acc, _ = _accuracy(best, train.x, train.y)
     val_acc, p_val = _accuracy(best, val.x, val.y)
@@ -454,6 +456,17 @@ def run_finetune(source, *, transfer: bool = False, gammas=(), data_dir=None, ou
             result = train_configuration(model, splits, out_dir / _folder_name(row),
                                          phases=phases, batch_size=batch_size,
                                          patience=patience, seed=seed, progress=progress)
+            best_path = out_dir / _folder_name(row) / BEST_MODEL
+            if best_path.is_file():          # the best model again, now with its provenance
+                nn.save(nn.load(best_path), best_path, metadata={
+                    "mammo_demo": "finetune", "command": "finetune",
+                    "data": "phantom" if rois.is_phantom else "real", "data_description": label,
+                    "source": data["source_folder"], "source_model": about["path"],
+                    "source_provenance": about["metadata"], "configuration": row["name"],
+                    "gamma": row["gamma"], "frozen_layers": frozen, "patch_size": side,
+                    "classes": list(target_data.CLASSES), "which": "best",
+                    "epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
+                    "seed": seed, "not_a_medical_device": NOT_A_MEDICAL_DEVICE})
             done.append({**row, "frozen_layers": frozen, "folder": _folder_name(row),
                          "result": result})
 
