@@ -231,3 +231,19 @@ def test_segment_cli_resume_evaluate_predict(tiny_phantom, tmp_path, capsys):
     assert png.is_file() and "PHANTOM" in capsys.readouterr().out
     assert main(["segment", "predict", "--model", str(out / "best_model.npz"),
                  "--image", str(ds.image_path(row.refnum)), "--x", "5000", "--y", "1", "--radius", "5"]) == 2
+
+
+def test_scores_keep_lesion_and_normal_patches_apart_with_their_n():
+    from mammo_demo.segment import evaluate
+    true = np.zeros((3, 1, 4, 4), bool)
+    true[0, 0, 1:3, 1:3] = True
+    pred = true.copy()
+    pred[1, 0, 0, 0] = True                                       # one false pixel on a normal patch
+    m = evaluate.score_masks(pred, true, np.array(["a", "b", "c"]), np.array(["CIRC", "NORM", "NORM"]))
+    assert m["mean_iou"] == {"value": 1.0, "n": 1, "ci95": [1.0, 1.0], "method": "bootstrap over 1 images"}
+    assert (m["lesions_found"]["k"], m["lesions_found"]["n"]) == (1, 1)
+    assert (m["normal_patches_clean"]["k"], m["normal_patches_clean"]["n"]) == (1, 2)
+    assert m["normal_patches_predicted_fraction"]["value"] == pytest.approx(1 / 32)
+    assert m["pixel_accuracy_all_patches"]["value"] == pytest.approx((1 + 15 / 16 + 1) / 3)
+    table = evaluate.format_table(m, "title")
+    assert "(1/2)" in table and "n < 30" in table and "both empty" in table

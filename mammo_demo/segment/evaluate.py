@@ -8,8 +8,10 @@ prediction being ``logit > 0``) and then summarised:
   (patches of one film are resampled together), and the fraction of
   lesions **found** (IoU > 0.5) with its Wilson interval;
 * over the **normal patches** (empty true mask): the fraction predicted
-  empty ("no false lesion"), Wilson interval; IoU there is 1 or 0 by the
-  documented empty-mask rule, so it is not mixed into the lesion figures;
+  empty ("no false lesion", strict: one pixel is a false lesion), Wilson
+  interval, and the mean fraction of their pixels predicted as lesion; IoU
+  there is 1 or 0 by the documented empty-mask rule, so it is not mixed
+  into the lesion figures;
 * over **all patches**: pixel accuracy (dominated by background: a model
   that predicts nothing scores high, which is why IoU and Dice lead).
 
@@ -59,6 +61,8 @@ def score_masks(pred_masks, true_masks, image_ids, kinds=None, seed: int = 0) ->
         "lesions_found": {**proportion(found, n_lesion), "rule": "IoU > 0.5"},
         "normal_patches_clean": {**proportion(clean, int(normal.sum())),
                                  "rule": "no pixel predicted as lesion"},
+        "normal_patches_predicted_fraction": _mean_with_interval(
+            s["pred_pixels"][normal] / max(1, pred[0].size), ids[normal], seed),
         "empty_mask_rule": "IoU = Dice = 1 when true and predicted masks are both empty, "
                            "0 when exactly one is empty",
         "per_patch": {"image_id": ids.tolist(),
@@ -81,7 +85,8 @@ ROWS = (("mean_iou", "mean IoU (lesion patches)"),
         ("pixel_accuracy_lesion_patches", "pixel accuracy (lesion patches)"),
         ("pixel_accuracy_all_patches", "pixel accuracy (all patches)"),
         ("lesions_found", "lesions found (IoU > 0.5)"),
-        ("normal_patches_clean", "normal patches without a false lesion"))
+        ("normal_patches_clean", "normal patches without a false lesion"),
+        ("normal_patches_predicted_fraction", "lesion fraction predicted on normal patches"))
 
 
 def _fmt(v):
@@ -90,7 +95,7 @@ def _fmt(v):
 
 def format_table(metrics: dict, title: str) -> str:
     """The end-of-run table: value, 95% interval and n of every figure."""
-    lines = [title, f"{'metric':<40} {'value':>7}  {'95% CI':<15} {'n':>5}"]
+    lines = [title, f"{'metric':<44} {'value':>7}  {'95% CI':<15} {'n':>5}"]
     flagged = False
     for key, label in ROWS:
         m = metrics[key]
@@ -100,7 +105,7 @@ def format_table(metrics: dict, title: str) -> str:
         flag = "!" if n < MIN_MEANINGFUL_N else " "
         flagged |= flag == "!"
         count = f" ({m['k']}/{n})" if "k" in m else ""
-        lines.append(f"{label:<40} {_fmt(m['value']):>7}  {ci_text:<15} {n:>5}{flag}{count}")
+        lines.append(f"{label:<44} {_fmt(m['value']):>7}  {ci_text:<15} {n:>5}{flag}{count}")
     lines.append(f"patches: {metrics['lesion_patches']} with a lesion, {metrics['normal_patches']} "
                  f"normal, from {metrics['images']} images; intervals: bootstrap over images "
                  f"(means), Wilson (rates)")
