@@ -59,3 +59,18 @@ def conv_params(C, F, f):
 def transposed_kernel_output():
     """y[0, 2] for the T image and the transposed lecture kernel (a number)."""
     return -1 * 0 + 2 * 3 + 0 * 1      # kernel rows times the window's row sums 0, 3, 1
+
+# %% [wrong 1.3]
+def same_and_full_padding(f):
+    """Pads by the whole kernel for "same": the image grows by f - 1 instead."""
+    return f - 1, f - 1
+
+# %% [wrong 1.4]
+def conv_params(C, F, f):
+    """Forgets the biases."""
+    return F * C * f * f
+
+# %% [wrong 1.5]
+def transposed_kernel_output():
+    """The untransposed kernel's y[0, 2] (the lecture's map), not the transposed one's."""
+    return 3

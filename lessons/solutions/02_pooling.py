@@ -62,3 +62,18 @@ def windows_containing_2_2():
 def gap_head_params(C, K):
     """Weights and biases of the Dense layer after global average pooling of C maps."""
     return C * K + K
+
+# %% [wrong 2.2]
+def alexnet_last_pool_size():
+    """Divides by the stride without the floor formula: 13 / 2, rounded up."""
+    return 7
+
+# %% [wrong 2.4]
+def windows_containing_2_2():
+    """Counts the windows along one axis only."""
+    return 2
+
+# %% [wrong 2.5]
+def gap_head_params(C, K):
+    """Forgets the biases."""
+    return C * K

@@ -57,3 +57,13 @@ class SiLU(nn.Layer):
 
     def backward(self, dy):
         return dy * self.s
+
+# %% [wrong 3.2]
+def leaky_slope_at_minus_3():
+    """The leaky ReLU's value at -3, not its slope."""
+    return -0.3
+
+# %% [wrong 3.3]
+def five_sigmoids_factor():
+    """Adds the five slopes instead of multiplying them."""
+    return 5 * 0.25

@@ -59,3 +59,18 @@ def float32_exp_limit():
 def float32_exp_limit():
     """The float64 limit, not float32's."""
     return np.log(np.finfo(np.float64).max)
+
+# %% [wrong 4.2]
+def cross_entropy_07():
+    """log base 10 instead of the natural log."""
+    return -np.log10(0.7)
+
+# %% [wrong 4.3]
+def bce_at_zero():
+    """Takes sigma(0) = 0.5 as the loss."""
+    return 0.5
+
+# %% [wrong 4.5]
+def mse_123():
+    """The sum of squares, not the mean."""
+    return 0 ** 2 + 1 ** 2 + 2 ** 2

@@ -48,3 +48,18 @@ def input_gradient_1d():
 def dilated_size():
     """The side of the dilated delta for a 2x2 output and stride 2."""
     return (2 - 1) * 2 + 1
+
+# %% [wrong 5.2]
+def gradient_shapes():
+    """Gives delta the input's spatial size."""
+    return (2, 8, 12, 12) + (8, 3, 5, 5)
+
+# %% [wrong 5.3]
+def filter_gradient_1d():
+    """Multiplies delta by the kernel instead of by the input."""
+    return [1 * 1 + 0 * 1 + 2 * 1, 1 * -1 + 0 * -1 + 2 * -1]
+
+# %% [wrong 5.5]
+def dilated_size():
+    """Inserts s zeros between the entries instead of s - 1."""
+    return (2 - 1) * 3 + 1

@@ -54,3 +54,18 @@ def largest_stable_lr():
 def largest_stable_lr():
     """1 / curvature: the rate that reaches the minimum in one step, not the limit."""
     return 1 / 25
+
+# %% [wrong 6.2]
+def adam_first_step():
+    """-lr * g: plain gradient descent's step, not Adam's."""
+    return [-0.1 * 3, 0.1 * 0.01]
+
+# %% [wrong 6.3]
+def momentum_terminal_step():
+    """Forgets that the velocity accumulates: the plain step."""
+    return 0.01
+
+# %% [wrong 6.4]
+def rmsprop_first_step():
+    """Assumes a bias correction that nnlite's RMSProp does not make: exactly lr."""
+    return 0.01

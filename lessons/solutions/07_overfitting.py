@@ -54,3 +54,18 @@ def dropout_kept_output():
 def dihedral_versions():
     """The number of distinct images from rotations by k * 90 degrees and a mirror."""
     return 4 * 2
+
+# %% [wrong 7.2]
+def beta_99_75():
+    """Validation over training: the inverse ratio."""
+    return round(0.75 / 0.99, 3)
+
+# %% [wrong 7.4]
+def dropout_kept_output():
+    """Forgets the inverted-dropout scaling."""
+    return 3.0
+
+# %% [wrong 7.5]
+def dihedral_versions():
+    """Only the rotations."""
+    return 4

@@ -35,3 +35,13 @@ def flatten_features(size):
 def flatten_features(size):
     """Forgets the 16 channels."""
     return (size // 4) ** 2
+
+# %% [wrong 8.2]
+def second_conv_params():
+    """Forgets the biases."""
+    return 16 * 8 * 3 * 3
+
+# %% [wrong 8.3]
+def second_pool_shape():
+    """Only one pooling counted."""
+    return (16, 8, 8)
