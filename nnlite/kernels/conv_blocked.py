@@ -21,6 +21,7 @@ the columns per group, ``Fg = F/G`` filters per group, ``n`` samples in a block.
 from __future__ import annotations
 
 from ..backend import device_of, get_array_module
+from ..functional import dilated_output_size
 from .dispatch import col2im, im2col
 
 #: Bytes of work buffers per block of samples. The batch is processed in blocks whose
@@ -68,8 +69,7 @@ def conv2d_forward(x_padded, W, b, stride: tuple, dilation: tuple, groups: int,
     N, C, Hp, Wp = x_padded.shape
     F, _, KH, KW = W.shape
     (SH, SW), (DH, DW), G = stride, dilation, groups
-    OH = (Hp - DH * (KH - 1) - 1) // SH + 1
-    OW = (Wp - DW * (KW - 1) - 1) // SW + 1
+    OH, OW = dilated_output_size(Hp, KH, SH, DH), dilated_output_size(Wp, KW, SW, DW)
     K, Fg = C // G * KH * KW, F // G
     W_rows = W.reshape(F, K)                                    # (F, C/G*KH*KW)
     y = xp.empty((N, F, OH, OW), dtype=x_padded.dtype)
