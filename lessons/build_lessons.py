@@ -35,7 +35,7 @@ the solutions filled in (for teachers), never over the stored ones.
 
 Usage (from the repository root)::
 
-    python lessons/build_lessons.py              # build + execute all eight, save them
+    python lessons/build_lessons.py              # build + execute all of them, save them
     python lessons/build_lessons.py 3 5          # only lessons 03 and 05
     python lessons/build_lessons.py --no-execute # cells only, outputs left empty
     python lessons/build_lessons.py --check      # exit 1 if a notebook differs from its source
