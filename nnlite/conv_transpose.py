@@ -43,18 +43,18 @@ class ConvTranspose2D(Layer):
     from F channels to C channels with the same W, stride and padding: for all
     x and z, ``<conv(z), x> == <z, conv_transpose(x)>``, which is also how it
     maps back the shape that the conv reduced. It is implemented that way:
-    ``cols = W2.T @ x2`` (the columns a conv would have produced), then
+    ``cols = W_rows.T @ x_rows`` (the columns a conv would have produced), then
     :func:`~nnlite.conv.col2im` adds them onto the image.
 
     Backpropagation (``dy = dL/dy``) is therefore a plain convolution::
 
         dcols = im2col(pad(dy))                      (F*KH*KW, N*H*W): still H x W windows,
                                                      as OPH < SH is less than a stride
-        dx    = W2 @ dcols        -> the (strided) correlation of dy with W = Conv2D(dy)
-        dW    = x2 @ dcols.T      -> the correlation of dy with the input
+        dx    = W_rows @ dcols        -> the (strided) correlation of dy with W = Conv2D(dy)
+        dW    = x_rows @ dcols.T      -> the correlation of dy with the input
         db[f] = sum_{n, oh, ow} dy[n, f, oh, ow]
 
-    with ``W2 = W.reshape(C, F*KH*KW)`` and ``x2 = x`` as ``(C, N*H*W)``.
+    with ``W_rows = W.reshape(C, F*KH*KW)`` and ``x_rows = x`` as ``(C, N*H*W)``.
 
     Shapes:
         x: ``(N, C, H, W)``; y: ``(N, F, OH, OW)``;
@@ -135,35 +135,35 @@ class ConvTranspose2D(Layer):
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
         OH, OW = self._out_hw(H, W)
 
-        x2 = x.transpose(1, 0, 2, 3).reshape(C, N * H * W)         # (C, N*H*W)
-        W2 = self.W.data.reshape(C, F * KH * KW)                    # (C, F*KH*KW)
-        cols = W2.T @ x2                                            # (F*KH*KW, N*H*W)
+        x_rows = x.transpose(1, 0, 2, 3).reshape(C, N * H * W)         # (C, N*H*W)
+        W_rows = self.W.data.reshape(C, F * KH * KW)                    # (C, F*KH*KW)
+        cols = W_rows.T @ x_rows                                            # (F*KH*KW, N*H*W)
         y_full_shape = (N, F, OH + 2 * PH, OW + 2 * PW)             # (N, F, (H-1)*SH+KH+OPH, ...)
         y = crop2d(col2im(cols, y_full_shape, KH, KW, SH, SW), PH, PH, PW, PW)  # (N, F, OH, OW)
         if self.b is not None:
             y += self.b.data.reshape(1, F, 1, 1)  # y is our own buffer (col2im allocates it)
-        self._cache = (x2 if self.W.trainable else None, tuple(x.shape), tuple(y.shape))
+        self._cache = (x_rows if self.W.trainable else None, tuple(x.shape), tuple(y.shape))
         return y
 
     def backward(self, dy):
-        x2, x_shape, y_shape = self._saved()
+        x_rows, x_shape, y_shape = self._saved()
         self._check_grad(dy, y_shape)
         N, C, H, W = x_shape
         F = self.out_channels
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
 
         dcols = im2col(zero_pad2d(dy, PH, PH, PW, PW), KH, KW, SH, SW)  # (F*KH*KW, N*H*W)
-        W2 = self.W.data.reshape(C, F * KH * KW)                         # (C, F*KH*KW)
+        W_rows = self.W.data.reshape(C, F * KH * KW)                         # (C, F*KH*KW)
         if self.b is not None and self.b.trainable:
             self.b.grad = dy.sum(axis=(0, 2, 3))                          # (F,)
         if self.W.trainable:
-            if x2 is None:
+            if x_rows is None:
                 raise RuntimeError(f"{self.name}: W was frozen during forward() and unfrozen "
                                    f"before backward(); run forward(x) again")
-            self.W.grad = (x2 @ dcols.T).reshape(self.W.data.shape)       # (C, F, KH, KW)
-        dx2 = W2 @ dcols                                                  # (C, N*H*W)
+            self.W.grad = (x_rows @ dcols.T).reshape(self.W.data.shape)       # (C, F, KH, KW)
+        dx_rows = W_rows @ dcols                                                  # (C, N*H*W)
         xp = get_array_module(dy)
-        return xp.ascontiguousarray(dx2.reshape(C, N, H, W).transpose(1, 0, 2, 3))  # (N, C, H, W)
+        return xp.ascontiguousarray(dx_rows.reshape(C, N, H, W).transpose(1, 0, 2, 3))  # (N, C, H, W)
 
     def get_config(self) -> dict:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
