@@ -69,6 +69,11 @@ class _Monitor(Callback):
         return value > self.best + self.min_delta
 
 
+def _buffers(model) -> list:
+    """The model's buffers (running statistics), or none for a model without the method."""
+    return model.buffers() if hasattr(model, "buffers") else []
+
+
 class EarlyStopping(_Monitor):
     """Stop after ``patience`` epochs in a row without improvement, as Keras does.
 
@@ -81,7 +86,8 @@ class EarlyStopping(_Monitor):
     Keras. (Earlier versions of nnlite ran one epoch more, ``patience + 1``;
     saved states, whose ``wait`` means the same, load unchanged.)
 
-    With ``restore_best_weights=True`` the model's weights are set back to
+    With ``restore_best_weights=True`` the model's weights (and buffers, such as
+    BatchNorm's running statistics) are set back to
     those of the best epoch when training stops (or ends). The best weights
     are part of :meth:`state_dict`, so a resumed run restores them too.
     ``on_train_begin`` resets everything: one callback can serve several runs.
@@ -94,11 +100,13 @@ class EarlyStopping(_Monitor):
             raise ValueError(f"patience must be >= 0, got {patience}")
         self.patience, self.restore_best_weights = patience, restore_best_weights
         self.wait, self.best_epoch, self._best_weights = 0, -1, None
+        self._best_buffers = None
 
     def on_train_begin(self, model) -> None:
         super().on_train_begin(model)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.wait, self.best_epoch, self._best_weights = 0, -1, None
+        self._best_buffers = None
         self.stop_training = False
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
@@ -107,6 +115,8 @@ class EarlyStopping(_Monitor):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
                 self._best_weights = [p.data.copy() for p in self.model.parameters()]
+                # BatchNorm's running statistics belong to those weights: keep them too
+                self._best_buffers = [b.data.copy() for b in _buffers(self.model)]
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -114,6 +124,8 @@ class EarlyStopping(_Monitor):
 
     def on_train_end(self) -> None:
         if self.restore_best_weights and self._best_weights is not None:
+            for b, w in zip(_buffers(self.model), self._best_buffers or []):
+                b.data[...] = get_array_module(b.data).asarray(w)
             for p, w in zip(self.model.parameters(), self._best_weights):
                 p.data[...] = get_array_module(p.data).asarray(w)
 
@@ -122,12 +134,16 @@ class EarlyStopping(_Monitor):
         weights = (None if self._best_weights is None
                    else [to_numpy(w).copy() for w in self._best_weights])
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "best_weights": weights}
+                "best_weights": weights,
+                "best_buffers": (None if self._best_buffers is None
+                                 else [to_numpy(b).copy() for b in self._best_buffers])}
 
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
         weights = state.get("best_weights")
         self._best_weights = None if weights is None else [w.copy() for w in weights]
+        buffers = state.get("best_buffers")          # absent in checkpoints of older versions
+        self._best_buffers = None if buffers is None else [b.copy() for b in buffers]
 
 
 class ModelCheckpoint(_Monitor):

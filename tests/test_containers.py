@@ -208,3 +208,28 @@ def test_summary_of_mias_cnn_fits_100_columns():
     text = nn.zoo.mias_cnn(3).summary((1, 48, 48), print_fn=None)
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "Trainable params: 9,493,379" in text
+
+
+def test_early_stopping_restores_the_best_epochs_batchnorm_statistics_and_resumes():
+    x = _x((8, 1, 6, 6)).astype(np.float32)
+    y = np.arange(8) % 3
+    model = tiny_resnet()
+    stop = nn.EarlyStopping(monitor="loss", patience=1, restore_best_weights=True)
+    snapshots = []
+
+    class Snapshot(nn.Callback):
+        def on_epoch_end(self, epoch, logs):
+            snapshots.append([b.data.copy() for b in model.buffers()])
+
+    model.fit(x, y, loss=nn.SoftmaxCrossEntropy(), optimizer=nn.SGD(model.parameters(), lr=5.0),
+              epochs=6, batch_size=4, verbose=0, callbacks=[stop, Snapshot()])
+    best = snapshots[stop.best_epoch]
+    assert stop.best_epoch < len(snapshots) - 1          # the statistics moved after the best epoch
+    assert not all(np.array_equal(a, b) for a, b in zip(best, snapshots[-1]))
+    for b, saved in zip(model.buffers(), best):
+        np.testing.assert_array_equal(b.data, saved)
+    state = stop.state_dict()
+    assert len(state["best_buffers"]) == len(model.buffers())
+    other = nn.EarlyStopping(monitor="loss")
+    other.load_state_dict({k: v for k, v in state.items() if k != "best_buffers"})   # older checkpoints
+    assert other._best_buffers is None
