@@ -4,6 +4,8 @@
 
     mammo-demo whole synth   --out DIR [--seed S] [--patients N] [--scale F] [--overwrite] [--quiet]
     mammo-demo whole preview FILE --out PNG [--side L|R] [--size N]
+    mammo-demo whole train   --out DIR [--data DIR] [--model M ...] [--method crop|naive] [--size 64] [--epochs E] [--resume]
+    mammo-demo whole evaluate --model RUN/best_model.npz [--data DIR] --out DIR
 
 :func:`add_parser` registers them on the main parser's subcommands; the
 handlers raise ``ValueError`` for user errors, which ``mammo-demo`` reports as
@@ -59,6 +61,7 @@ def add_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFormatte
                    help="breast side if known (default: the file's tag, else from the image)")
     p.add_argument("--size", type=int, default=224, metavar="N", help="network input side")
     p.set_defaults(func=cmd_preview)
+    add_train_parsers(sub, formatter_class, epilog)
     return whole
 
 
@@ -88,4 +91,85 @@ def cmd_preview(args) -> int:
           f"{record.shape[0]}x{record.shape[1]}; side {record.side} ({record.side_source})"
           f"{', flipped' if record.flipped else ''}")
     print(f"stages written to {out}")
+    return 0
+
+
+# ------------------------------------------------------------------ whole train / whole evaluate
+def add_train_parsers(sub, formatter_class, epilog) -> None:
+    """Register ``whole train`` and ``whole evaluate`` (:mod:`mammo_demo.whole.train`, ``.evaluate``)."""
+    from .experiments import MODELS
+
+    p = sub.add_parser(
+        "train", help="the thesis' three experiments: CC vs MLO, malignant per image, per breast",
+        description="Preprocess the films of a CBIS-DDSM folder (default: a PHANTOM set generated "
+                    "once into the cache) to 224x224 and shrink them to --size, split by patient "
+                    "(60/20/20, stratified), then: 1. CC vs MLO (sanity task), 2. malignant vs "
+                    "not per image with each --model (threshold for 90%% sensitivity chosen on "
+                    "validation, applied to test), 3. per-breast aggregation of the CC and MLO "
+                    "scores (min, max, mean).", formatter_class=formatter_class, epilog=epilog)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="run folder")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="CBIS-DDSM folder (CSVs and DICOM tree); default: the cached phantom set")
+    p.add_argument("--model", action="append", choices=MODELS, default=None, dest="models",
+                   help="network for the malignant task, repeatable (default: reduced_resnet and "
+                        "reduced_alexnet; the first also does CC vs MLO); alexnet and resnet50 "
+                        "are the full configurations (--size 224, hours on a CPU)")
+    p.add_argument("--method", choices=("crop", "naive"), default="crop",
+                   help="preprocessing method")
+    p.add_argument("--size", type=int, default=64, metavar="N",
+                   help="network input side (the 224 crop shrunk by area averaging)")
+    p.add_argument("--epochs", type=int, default=None, metavar="E",
+                   help="epochs of the malignant task (default 12; on --resume: the original plan)")
+    p.add_argument("--view-epochs", type=int, default=5, metavar="E",
+                   help="epochs of the CC vs MLO task (0 skips it)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="mini-batch size")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="split and initialisation seed")
+    p.add_argument("--phantom-seed", type=int, default=0, metavar="S",
+                   help="seed of the cached phantom set (without --data)")
+    p.add_argument("--patients", type=int, default=None, metavar="N",
+                   help="patients of the cached phantom set (without --data; default 64)")
+    p.add_argument("--no-class-weights", dest="class_weights", action="store_false",
+                   help="train the malignant task without balanced class weights")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate", help="evaluate a trained malignant-vs-not model per image and per breast",
+        description="Evaluate RUN/best_model.npz (or RUN/malignant_<model>/best_model.npz) on its "
+                    "training run's test patients (default) or on all images of --data, with the "
+                    "thresholds its training run chose on validation.",
+        formatter_class=formatter_class, epilog=epilog)
+    p.add_argument("--model", required=True, type=Path, metavar="FILE", help="model file")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="CBIS-DDSM folder (default: the data the model was trained on)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_train(args) -> int:
+    from .train import run_train
+    if args.patients is not None and args.patients < 4:
+        raise ValueError(f"--patients must be >= 4 (train, validation and test need patients), "
+                         f"got {args.patients}")
+    metrics = run_train(args.out, data=args.data, models=args.models, method=args.method,
+                        size=args.size, epochs=12 if args.epochs is None else args.epochs,
+                        epochs_given=args.epochs is not None, view_epochs=args.view_epochs,
+                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                        phantom_seed=args.phantom_seed, patients=args.patients,
+                        class_weights=args.class_weights, resume=args.resume,
+                        overwrite=args.overwrite, progress=not args.quiet)
+    print((args.out / "report.txt").read_text(encoding="utf-8"))
+    print(f"run folder: {args.out} ({metrics['seconds']['total']:.0f} s)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import run_evaluate
+    run_evaluate(args.model, args.out, data=args.data, progress=not args.quiet)
+    print((args.out / "report.txt").read_text(encoding="utf-8"))
+    print(f"written to {args.out}")
     return 0
