@@ -48,8 +48,10 @@ CONFIGS = {  # name: (zoo builder name, kwargs, one sample's shape, classes)
     "mias_cnn": ("mias_cnn", {"num_classes": 3}, (1, 48, 48), 3),
     "reduced_alexnet": ("reduced_alexnet", {"num_classes": 2}, (1, 64, 64), 2),
     "reduced_resnet": ("reduced_resnet", {"num_classes": 2}, (1, 64, 64), 2),
+    "alexnet": ("alexnet", {"num_classes": 2}, (1, 224, 224), 2),     # the thesis' AlexNet
 }
-DEFAULT_RUNS = [("mias_cnn", 64), ("mias_cnn", 128), ("reduced_alexnet", 32), ("reduced_resnet", 32)]
+DEFAULT_RUNS = [("mias_cnn", 64), ("reduced_alexnet", 32), ("reduced_alexnet", 128),
+                ("reduced_resnet", 32), ("alexnet", 8)]
 QUICK_RUNS = [("mias_cnn", 64), ("reduced_alexnet", 32), ("reduced_resnet", 32)]
 
 
@@ -314,10 +316,100 @@ def worker_torch(cfg_name: str, batch: int, warmup: int, repeats: int, threads: 
         with torch.inference_mode():
             model(x)
     infer_s = _median_time(infer, warmup, repeats)
+    # PyTorch at its best: channels-last activations and weights (oneDNN's preferred layout
+    # on the CPU) and the fused Adam. Peak memory above is the default step's.
+    model.train()
+    model.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+    train_best = _median_time(make_step(torch.optim.Adam(model.parameters(), lr=1e-4,
+                                                         fused=True)), warmup, repeats)
     return {"framework": "torch", "model": cfg_name, "batch": batch, "train_s": train,
-            "train_fused_s": train_fused, "infer_s": infer_s, "rss_start_mb": rss_start,
-            "rss_import_mb": rss_import, "peak_train_mb": peak_train,
+            "train_fused_s": train_fused, "train_best_s": train_best, "infer_s": infer_s,
+            "rss_start_mb": rss_start, "rss_import_mb": rss_import, "peak_train_mb": peak_train,
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def _keras_apply(layer, h, keras, tf):
+    """Apply one nnlite layer (or container), translated to Keras, to the NHWC tensor ``h``."""
+    import nnlite as nn
+    kl = keras.layers
+    if isinstance(layer, nn.Sequential):
+        for child in layer.layers:
+            h = _keras_apply(child, h, keras, tf)
+        return h
+    if isinstance(layer, nn.Residual):
+        return kl.Add()([_keras_apply(layer.body, h, keras, tf),
+                         _keras_apply(layer.shortcut, h, keras, tf)])
+    if isinstance(layer, nn.Identity):
+        return h
+    if isinstance(layer, nn.BatchNorm2D):
+        return kl.BatchNormalization(axis=-1, epsilon=layer.eps, momentum=1 - layer.momentum,
+                                     center=layer.affine, scale=layer.affine)(h)
+    if isinstance(layer, nn.GlobalAvgPool2D):
+        return kl.GlobalAveragePooling2D()(h)
+    if isinstance(layer, nn.Conv2D):
+        (KH, KW), (SH, SW) = layer.kernel_size, layer.stride
+        if layer.padding == "same":
+            padding = "same"
+        else:
+            PH, PW = (0, 0) if layer.padding == "valid" else layer.padding
+            if PH or PW:
+                h = kl.ZeroPadding2D(((PH, PH), (PW, PW)))(h)
+            padding = "valid"
+        return kl.Conv2D(layer.out_channels, (KH, KW), (SH, SW), padding, groups=layer.groups,
+                         use_bias=layer.b is not None)(h)
+    if isinstance(layer, nn.Dense):
+        return kl.Dense(layer.out_features, use_bias=layer.b is not None)(h)
+    if isinstance(layer, nn.MaxPool2D):
+        (PH, PW) = layer.padding if isinstance(layer.padding, tuple) else (layer.padding,) * 2
+        if PH or PW:     # Keras pads max-pooling with -inf only through "same"; not in the zoo
+            raise ValueError("bench_cpu: no Keras translation for a padded MaxPool2D")
+        return kl.MaxPooling2D(layer.kernel_size, layer.stride)(h)
+    if isinstance(layer, nn.LocalResponseNorm):
+        size, alpha, beta, k = layer.size, layer.alpha, layer.beta, layer.k
+        return kl.Lambda(lambda t: tf.nn.local_response_normalization(
+            t, depth_radius=size // 2, bias=k, alpha=alpha / size, beta=beta))(h)
+    if isinstance(layer, nn.ZeroPad2D):
+        top, bottom, left, right = layer.padding
+        return kl.ZeroPadding2D(((top, bottom), (left, right)))(h)
+    if isinstance(layer, nn.ReLU):
+        return kl.ReLU()(h)
+    if isinstance(layer, nn.Dropout):
+        return kl.Dropout(layer.rate)(h)
+    if isinstance(layer, nn.Flatten):
+        return kl.Flatten()(h)
+    raise ValueError(f"bench_cpu: no Keras translation for {layer!r}")
+
+
+def worker_keras(cfg_name: str, batch: int, warmup: int, repeats: int, threads: int) -> dict:
+    """Keras 3 on TensorFlow-CPU: ``train_on_batch`` (as ``fit`` runs it), NHWC, default compile."""
+    rss_start = _rss_mb()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+    rss_import = _rss_mb()
+    nn_model, shape, classes = _build_nnlite(cfg_name)
+    c, h, w = shape
+    inputs = keras.Input((h, w, c), batch_size=batch)
+    model = keras.Model(inputs, _keras_apply(nn_model, inputs, keras, tf))
+    n_keras = sum(int(v.numpy().size) for v in model.trainable_weights)
+    if n_keras != nn_model.count_params(trainable_only=True):
+        raise ValueError(f"bench_cpu: the Keras model has {n_keras} trainable parameters, "
+                         f"nnlite's {nn_model.count_params(trainable_only=True)}")
+    del nn_model
+    x_np, y_np = _data(shape, classes, batch)
+    x = x_np.transpose(0, 2, 3, 1).copy()                       # NHWC
+    model.compile(optimizer=keras.optimizers.Adam(1e-4),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    train = _median_time(lambda: model.train_on_batch(x, y_np), warmup, repeats)
+    peak_train = _peak_rss_mb()
+    infer_s = _median_time(lambda: model.predict_on_batch(x), warmup, repeats)
+    return {"framework": "keras", "model": cfg_name, "batch": batch, "train_s": train,
+            "infer_s": infer_s, "rss_start_mb": rss_start, "rss_import_mb": rss_import,
+            "peak_train_mb": peak_train, "keras": keras.__version__, "tensorflow": tf.__version__}
 
 
 def worker_peak(threads: int) -> dict:
@@ -348,19 +440,27 @@ def run_worker(spec: dict) -> dict:
     if kind == "torch":
         return worker_torch(spec["model"], spec["batch"], spec["warmup"], spec["repeats"],
                             spec["threads"])
+    if kind == "keras":
+        return worker_keras(spec["model"], spec["batch"], spec["warmup"], spec["repeats"],
+                            spec["threads"])
     if kind == "peak":
         return worker_peak(spec["threads"])
     raise ValueError(f"unknown worker kind {kind!r}")
 
 
 # ============================================================= orchestrator side
-def _spawn(spec: dict, threads: int) -> dict:
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _spawn(spec: dict, threads: int, python: str | None = None) -> dict:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-                          env=env, capture_output=True, text=True)
+    if python:                 # another interpreter (Keras's venv): it imports nnlite from here
+        env["PYTHONPATH"] = _REPO + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([python or sys.executable, os.path.abspath(__file__), "--worker",
+                           json.dumps(spec)], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker {spec} failed:\n{proc.stdout}\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -403,6 +503,24 @@ def machine_description(threads: int) -> dict:
             "torch": torch_version, "os": platform.platform()}
 
 
+def _keras_python(path: str | None) -> tuple:
+    """``(python, note)``: an interpreter that imports Keras 3 and TensorFlow, or None and why not.
+
+    ``path`` (``--keras-python``) names one; without it this interpreter is tried.
+    TensorFlow is an optional peer: keep it out of nnlite's environment (a separate
+    venv: ``python -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu keras``).
+    """
+    python = path or sys.executable
+    probe = subprocess.run([python, "-c", "import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='2'; "
+                            "import tensorflow, keras; print(keras.__version__, "
+                            "tensorflow.__version__)"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return None, (f"Keras/TensorFlow skipped: {python} cannot import them (install "
+                      f"tensorflow-cpu and keras in a separate venv and pass --keras-python)")
+    keras_version, tf_version = probe.stdout.split()[-2:]
+    return python, f"Keras {keras_version} on TensorFlow {tf_version} ({python})"
+
+
 def _load() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -418,7 +536,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="mias_cnn@64 and reduced_alexnet@32 only, fewer repeats, one round")
+                    help="mias_cnn@64, reduced_alexnet@32 and reduced_resnet@32 only, fewer "
+                         "repeats, one round")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="threads for both frameworks (default: all logical CPUs)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per measurement")
@@ -430,6 +549,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer breakdown")
     ap.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     ap.add_argument("--json", metavar="PATH", help="write all raw results to PATH")
+    ap.add_argument("--keras-python", metavar="PYTHON",
+                    help="interpreter with Keras 3 + TensorFlow-CPU (an optional peer; "
+                         "default: this one if it has them, else skipped)")
+    ap.add_argument("--no-keras", action="store_true", help="skip the Keras/TensorFlow peer")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -458,6 +581,9 @@ def main(argv=None) -> int:
     print(f"load average before: {load_before}   (repeats={repeats}, warmup={warmup}, "
           f"rounds={rounds})", flush=True)
 
+    keras_python, keras_note = (None, "Keras/TensorFlow skipped (--no-keras)") if args.no_keras \
+        else _keras_python(args.keras_python)
+    print(keras_note, flush=True)
     peak = _spawn({"kind": "peak", "threads": threads}, threads)
     peak_f32 = max(peak.values())
     print("float32 matmul peak (GFLOP/s): " +
@@ -465,13 +591,21 @@ def main(argv=None) -> int:
 
     results = {}
     for model, batch in runs:
-        per_round = {"nnlite": [], "torch": []}
+        kinds = ("nnlite", "torch") + (("keras",) if keras_python else ())
+        per_round = {kind: [] for kind in kinds}
         for r in range(rounds):
-            for kind in (("nnlite", "torch") if r % 2 == 0 else ("torch", "nnlite")):
+            for kind in (kinds if r % 2 == 0 else kinds[::-1]):
                 spec = {"kind": kind, "model": model, "batch": batch, "warmup": warmup,
                         "repeats": repeats, "threads": threads,
                         "layers": kind == "nnlite" and r == 0 and not args.no_layers}
-                per_round[kind].append(_spawn(spec, threads))
+                try:
+                    per_round[kind].append(_spawn(spec, threads,
+                                                  keras_python if kind == "keras" else None))
+                except RuntimeError as e:
+                    if kind != "keras":
+                        raise
+                    print(f"  {model}@{batch} keras failed: {str(e)[-300:]}", flush=True)
+                    continue
                 print(f"  {model}@{batch} {kind} round {r + 1}: train "
                       f"{per_round[kind][-1]['train_s'] * 1e3:.1f} ms", flush=True)
         results[(model, batch)] = per_round
@@ -486,9 +620,11 @@ def main(argv=None) -> int:
         print(f"\nWARNING: the 1-minute load average was above 0.5 ({load_before} before, "
               f"{load_after} after): other programs took CPU time; rerun on a quiet machine.")
     _print_tables(table, results, peak, machine, load_before, load_after, markdown=args.markdown)
+    print(f"\n{keras_note}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "peak": peak, "load_before": load_before,
+                       "keras": keras_note,
                        "load_after": load_after,
                        "results": {f"{m}@{b}": v for (m, b), v in results.items()},
                        "summary": table}, f, indent=1)
@@ -511,6 +647,13 @@ def _summarise(results, peak_f32) -> list:
                "torch_peak_mb": max(r["peak_train_mb"] for r in tr),
                "nnlite_import_mb": nl[0]["rss_import_mb"],
                "torch_import_mb": tr[0]["rss_import_mb"]}
+        row["torch_best_train_ms"] = med(tr, "train_best_s") * 1e3
+        row["train_ratio_best"] = row["nnlite_train_ms"] / row["torch_best_train_ms"]
+        ke = per.get("keras") or []
+        row["keras_train_ms"] = med(ke, "train_s") * 1e3 if ke else None
+        row["train_ratio_keras"] = (row["nnlite_train_ms"] / row["keras_train_ms"]) if ke else None
+        row["keras_infer_img_s"] = batch / med(ke, "infer_s") if ke else None
+        row["keras_peak_mb"] = max(r["peak_train_mb"] for r in ke) if ke else None
         row["train_ratio"] = row["nnlite_train_ms"] / row["torch_train_ms"]
         row["train_ratio_fused"] = row["nnlite_train_ms"] / row["torch_fused_train_ms"]
         row["infer_ratio"] = row["torch_infer_img_s"] / row["nnlite_infer_img_s"]   # time ratio
@@ -525,18 +668,21 @@ def _summarise(results, peak_f32) -> list:
 def _print_tables(table, results, peak, machine, load_before, load_after, markdown):
     print()
     print(f"load average after: {load_after}")
-    print("\nTraining step (forward, loss, backward, Adam), median ms; ratio = nnlite / PyTorch")
-    hdr = (f"{'model':<16}{'batch':>6}{'nnlite':>9}{'torch':>9}{'ratio':>7}"
-           f"{'fused':>9}{'ratio':>7}{'nnlite GF/s':>12}{'torch GF/s':>11}")
-    print(hdr)
+    opt = lambda v, fmt: format(v, fmt) if v is not None else "-".rjust(len(format(1.0, fmt)))  # noqa: E731
+    print("\nTraining step (forward, loss, backward, Adam), median ms; ratio = nnlite / peer")
+    print(f"{'model':<16}{'batch':>6}{'nnlite':>9}{'torch':>9}{'ratio':>7}{'fused':>9}{'ratio':>7}"
+          f"{'best':>9}{'ratio':>7}{'keras':>9}{'ratio':>7}{'nnlite GF/s':>14}{'torch GF/s':>12}")
     for r in table:
         print(f"{r['model']:<16}{r['batch']:>6}{r['nnlite_train_ms']:9.1f}{r['torch_train_ms']:9.1f}"
               f"{r['train_ratio']:7.2f}{r['torch_fused_train_ms']:9.1f}{r['train_ratio_fused']:7.2f}"
+              f"{r['torch_best_train_ms']:9.1f}{r['train_ratio_best']:7.2f}"
+              f"{opt(r['keras_train_ms'], '9.1f')}{opt(r['train_ratio_keras'], '7.2f')}"
               f"{r['nnlite_gflops']:7.1f} ({r['nnlite_gflops'] / r['peak_gflops']:3.0%})"
               f"{r['torch_gflops']:6.1f} ({r['torch_gflops'] / r['peak_gflops']:3.0%})")
-    print(f"(fused: PyTorch with Adam(fused=True). GF/s: 3 x forward conv+dense FLOPs per "
-          f"step / step time, in brackets the share of the float32 matmul peak, "
-          f"{max(peak.values()):.0f} GFLOP/s)")
+    print(f"(torch: default Adam, NCHW; fused: Adam(fused=True); best: Adam(fused=True) and "
+          f"channels-last; keras: Keras 3 on TensorFlow-CPU, train_on_batch, NHWC. GF/s: 3 x "
+          f"forward conv+dense FLOPs per step / step time, in brackets the share of the float32 "
+          f"matmul peak, {max(peak.values()):.0f} GFLOP/s)")
     print("\nInference (forward, eval mode), images/s; time ratio = nnlite / PyTorch")
     print(f"{'model':<16}{'batch':>6}{'nnlite':>10}{'torch':>10}{'ratio':>7}")
     for r in table:
@@ -544,11 +690,12 @@ def _print_tables(table, results, peak, machine, load_before, load_after, markdo
               f"{r['torch_infer_img_s']:10.0f}{r['infer_ratio']:7.2f}")
     print("\nPeak resident memory of a training-step process (ru_maxrss), MB; "
           "after import in brackets")
-    print(f"{'model':<16}{'batch':>6}{'nnlite':>16}{'torch':>16}{'ratio':>7}")
+    print(f"{'model':<16}{'batch':>6}{'nnlite':>16}{'torch':>16}{'ratio':>7}{'keras':>8}")
     for r in table:
         print(f"{r['model']:<16}{r['batch']:>6}"
               f"{r['nnlite_peak_mb']:8.0f} ({r['nnlite_import_mb']:4.0f})"
-              f"{r['torch_peak_mb']:8.0f} ({r['torch_import_mb']:4.0f}){r['memory_ratio']:7.2f}")
+              f"{r['torch_peak_mb']:8.0f} ({r['torch_import_mb']:4.0f}){r['memory_ratio']:7.2f}"
+              f"{opt(r['keras_peak_mb'], '8.0f')}")
     for (model, batch), per in results.items():
         layers = per["nnlite"][0].get("layers")
         if not layers:
@@ -568,18 +715,24 @@ def _print_tables(table, results, peak, machine, load_before, load_after, markdo
 
 def _print_markdown(table, results, peak, machine, load_before, load_after):
     print("\n---- Markdown ----\n")
-    print("| model | batch | nnlite train ms | PyTorch train ms | ratio | PyTorch fused-Adam ms "
-          "| ratio | nnlite inf img/s | PyTorch inf img/s | inf time ratio | nnlite peak MB "
-          "| PyTorch peak MB | memory ratio | nnlite GFLOP/s (% peak) | PyTorch GFLOP/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cell = lambda v, fmt: format(v, fmt) if v is not None else "-"   # noqa: E731
+    print("| model | batch | nnlite train ms | PyTorch ms | ratio | PyTorch fused-Adam ms | ratio "
+          "| PyTorch best ms | ratio | Keras/TF ms | ratio | nnlite inf img/s "
+          "| PyTorch inf img/s | inf time ratio | nnlite peak MB | PyTorch peak MB "
+          "| memory ratio | Keras peak MB | nnlite GFLOP/s (% peak) | PyTorch GFLOP/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+          "---:|---:|---:|")
     for r in table:
         print(f"| {r['model']} | {r['batch']} | {r['nnlite_train_ms']:.1f} | "
-              f"{r['torch_train_ms']:.1f} | **{r['train_ratio']:.2f}** | "
+              f"{r['torch_train_ms']:.1f} | {r['train_ratio']:.2f} | "
               f"{r['torch_fused_train_ms']:.1f} | {r['train_ratio_fused']:.2f} | "
+              f"{r['torch_best_train_ms']:.1f} | **{r['train_ratio_best']:.2f}** | "
+              f"{cell(r['keras_train_ms'], '.1f')} | {cell(r['train_ratio_keras'], '.2f')} | "
               f"{r['nnlite_infer_img_s']:.0f} | {r['torch_infer_img_s']:.0f} | "
-              f"**{r['infer_ratio']:.2f}** | {r['nnlite_peak_mb']:.0f} | {r['torch_peak_mb']:.0f} | "
-              f"**{r['memory_ratio']:.2f}** | {r['nnlite_gflops']:.0f} "
-              f"({r['nnlite_gflops'] / r['peak_gflops']:.0%}) | {r['torch_gflops']:.0f} |")
+              f"{r['infer_ratio']:.2f} | {r['nnlite_peak_mb']:.0f} | {r['torch_peak_mb']:.0f} | "
+              f"**{r['memory_ratio']:.2f}** | {cell(r['keras_peak_mb'], '.0f')} | "
+              f"{r['nnlite_gflops']:.0f} ({r['nnlite_gflops'] / r['peak_gflops']:.0%}) | "
+              f"{r['torch_gflops']:.0f} |")
     print(f"\nfloat32 matmul peak: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items())
           + " GFLOP/s")
     for (model, batch), per in results.items():
