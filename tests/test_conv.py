@@ -384,3 +384,33 @@ def test_dilation_against_pytorch():
     yt.backward(torch.tensor(dy))
     for mine, theirs in ((y, yt), (dx, xt.grad), (layer.W.grad, Wt.grad), (layer.b.grad, bt.grad)):
         np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("frozen_W", [False, True])
+def test_need_input_grad_false_skips_dx_and_keeps_parameter_gradients(dtype, reference,
+                                                                      frozen_W):
+    from nnlite import kernels
+    old = kernels.use_reference(reference)
+    try:
+        x = _x((3, 2, 9, 7), seed=1, dtype=dtype)
+        dy = _x((3, 4, 5, 4), seed=2, dtype=dtype)
+        grads = []
+        for need in (True, False):
+            layer = nn.Conv2D(2, 4, 3, stride=(2, 2), padding=1, seed=0).astype(dtype)
+            layer.W.trainable = not frozen_W
+            layer.need_input_grad = need
+            layer.forward(x, training=True)
+            dx = layer.backward(dy)
+            assert (dx is None) == (not need)
+            grads.append((layer.W.grad, layer.b.grad))
+        (dW, db), (dW_skip, db_skip) = grads
+        np.testing.assert_array_equal(db, db_skip)
+        assert db_skip.dtype == dtype
+        if dW is None:                      # a frozen W keeps whatever grad it had
+            assert dW_skip is None
+        else:
+            np.testing.assert_array_equal(dW, dW_skip)
+    finally:
+        kernels.use_reference(old)

@@ -94,7 +94,8 @@ def conv2d_forward(x_padded, W, b, stride: tuple, dilation: tuple, groups: int,
 
 
 def conv2d_backward(dy, x_padded, kept: list, W, need_dW: bool, stride: tuple,
-                    dilation: tuple, groups: int, pads: tuple, x_padded_shape: tuple):
+                    dilation: tuple, groups: int, pads: tuple, x_padded_shape: tuple,
+                    need_dx: bool = True):
     """``(dx, dW, db)`` of :meth:`nnlite.conv.Conv2D.backward`, in blocks of samples.
 
     Args:
@@ -105,9 +106,10 @@ def conv2d_backward(dy, x_padded, kept: list, W, need_dW: bool, stride: tuple,
             ``x_padded``).
         need_dW: compute ``dW`` (else it is None).
         pads: ``(top, bottom, left, right)``; x_padded_shape: ``(N, C, Hp, Wp)``.
+        need_dx: compute ``dx`` (else it is None, and neither ``dcols`` nor col2im is computed).
 
     Returns:
-        dx ``(N, C, H, W)``, dW ``(F, C/G, KH, KW)`` or None, db ``(F,)``.
+        dx ``(N, C, H, W)`` or None, dW ``(F, C/G, KH, KW)`` or None, db ``(F,)``.
     """
     xp = get_array_module(dy)
     N, F, OH, OW = dy.shape
@@ -121,7 +123,8 @@ def conv2d_backward(dy, x_padded, kept: list, W, need_dW: bool, stride: tuple,
     W_rows = W.reshape(F, K)                                     # (F, C/G*KH*KW)
     dW_rows = xp.zeros_like(W_rows) if need_dW else None         # (F, C/G*KH*KW), summed over blocks
     db = xp.zeros((F,), dtype=dy.dtype)
-    dx = xp.empty((N, C, Hp - top - bottom, Wp - left - right), dtype=dy.dtype)
+    dx = xp.empty((N, C, Hp - top - bottom, Wp - left - right), dtype=dy.dtype) if need_dx \
+        else None
     for start, stop in sample_blocks(dy, N, C, F, KH, KW, OH, OW):
         n = stop - start
         dy_rows = xp.ascontiguousarray(dy[start:stop].transpose(1, 0, 2, 3)).reshape(
@@ -134,7 +137,9 @@ def conv2d_backward(dy, x_padded, kept: list, W, need_dW: bool, stride: tuple,
                 dW_rows[g * Fg:(g + 1) * Fg] += (cols[g * K:(g + 1) * K]
                                                  @ dy_rows[g * Fg:(g + 1) * Fg].T).T
             dcols = cols                                          # dW is done with it: reuse the buffer
-        else:
+        if not need_dx:
+            continue
+        if not need_dW:
             dcols = xp.empty((C * KH * KW, n * OH * OW), dtype=dy.dtype)
         for g in range(G):                                        # dcols (C*KH*KW, n*OH*OW)
             xp.matmul(W_rows[g * Fg:(g + 1) * Fg].T, dy_rows[g * Fg:(g + 1) * Fg],
