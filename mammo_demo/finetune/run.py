@@ -85,6 +85,10 @@ def describe_source(path) -> dict:
     lines = list(about["lines"])
     if not meta:
         lines = [f"source model {path}: an nnlite model file without provenance metadata"]
+    else:
+        shown = ", ".join(f"{k}={v}" for k, v in meta.items()
+                          if isinstance(v, (str, int, float, bool)) and k != "not_a_medical_device")
+        lines.append(f"  metadata (nn.read_metadata): {shown[:300]}{' ...' if len(shown) > 300 else ''}")
     return {"path": str(path), "metadata": meta, "lines": lines, "warnings": about["warnings"],
             "config": about["config"], "kind": about["kind"]}
 
