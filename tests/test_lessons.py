@@ -43,6 +43,7 @@ EXPECTED = [
     "09_batch_normalisation",
     "10_residual_connections",
     "11_transposed_convolution",
+    "12_transfer_learning",
 ]
 SLOW_SOLVED = {"07_overfitting", "08_small_cnn_end_to_end"}
 CELL_TIMEOUT_S = 300      # per cell; a whole notebook takes seconds to tens of seconds
