@@ -136,6 +136,8 @@ def test_full_models_need_224():
 
 
 # ------------------------------------------------------------------ a tiny CLI run
+# 8 phantom patients at 240x150 pixels, 32x32 inputs, 1 epoch: about 15 s on 2 cores, so slow
+# (run with: pytest -m slow tests/test_whole_train.py)
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from mammo_demo.cli import main
@@ -154,6 +156,7 @@ def tiny_run(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.slow
 def test_tiny_cli_run_writes_the_run_folder(tiny_run):
     assert tiny_run["code"] == 0
     out = tiny_run["out"]
@@ -178,6 +181,7 @@ def test_tiny_cli_run_writes_the_run_folder(tiny_run):
     assert list((tiny_run["cache"] / whole_data.ARRAYS_FOLDER).glob("crop-32-*.npz"))
 
 
+@pytest.mark.slow
 def test_tiny_cli_refuses_then_resumes(tiny_run, capsys):
     main, args = tiny_run["main"], tiny_run["args"]
     assert main(args) == 2                                  # a started run: refused
@@ -185,6 +189,7 @@ def test_tiny_cli_refuses_then_resumes(tiny_run, capsys):
     assert main(args + ["--resume"]) == 0                   # nothing left to train: quick
 
 
+@pytest.mark.slow
 def test_tiny_cli_evaluate(tiny_run, capsys):
     main, out = tiny_run["main"], tiny_run["out"]
     ev = tiny_run["root"] / "eval"

@@ -23,8 +23,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from ..runfolder import RunFolder, write_json
 from . import data as whole_data
 from . import experiments, tables
@@ -118,7 +116,7 @@ def run_train(out, *, data=None, models=None, method="crop", size=whole_data.DEF
                                              "is MALIGNANT (benign, benign without callback "
                                              "and normal: not malignant)"})
         _log(progress, f"{len(images)} images of {len(set(images.patient.tolist()))} patients "
-                       f"[{label}]; preprocessed {'from the cache' if facts['from_cache'] else ''}"
+                       f"[{label}]; preprocessed{' (from the cache)' if facts['from_cache'] else ''}"
                        f" in {facts['seconds']:.0f} s; split by patient: "
                        + ", ".join(f"{k} {v['patients']} patients / {v['images']} images "
                                    f"({v['malignant']} malignant)" for k, v in summary.items()))
