@@ -179,6 +179,11 @@ def test_tiny_cli_run_writes_the_run_folder(tiny_run):
     assert meta["task"] == "malignant" and meta["threshold_chosen_on"] == "validation"
     assert meta["data_kind"] == "phantom" and sorted(meta["test_patients"]) == sorted(parts["test"])
     assert list((tiny_run["cache"] / whole_data.ARRAYS_FOLDER).glob("crop-32-*.npz"))
+    dataset, _ = whole_data.resolve_data(tiny_run["data"], progress=False)
+    images, facts = whole_data.load_images(dataset, "crop", 32, cache_dir=tiny_run["cache"],
+                                           progress=False)
+    assert facts["from_cache"] and images.x.shape == (32, 1, 32, 32)
+    assert images.is_phantom and set(images.view.tolist()) == {"CC", "MLO"}
 
 
 @pytest.mark.slow
