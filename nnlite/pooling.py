@@ -127,6 +127,7 @@ class MaxPool2D(_Pool2D):
     def __init__(self, kernel_size, stride=None, padding=0, name=None):
         super().__init__(kernel_size, stride, padding, name)
         self._indices = None          # the last forward's indices, once asked for
+        self._argmax = None           # the fast path's window argmax, kept for backward
 
     @property
     def indices(self):
@@ -166,7 +167,12 @@ class MaxPool2D(_Pool2D):
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
         OH, OW = self._out_hw(*x.shape[2:])
         xpad = pad_hw(x, PH, PW, float("-inf"))                  # (N, C, H + 2PH, W + 2PW)
-        y = kernels.max_pool_forward(xpad, KH, KW, SH, SW, OH, OW)   # (N, C, OH, OW)
+        self._argmax = None
+        if training and kernels.max_pool_argmax_available(xpad, KH, KW, SH, SW):
+            # The fast path keeps each window's argmax for backward (the same dx, no search).
+            y, self._argmax = kernels.max_pool_forward_argmax(xpad, OH, OW)
+        else:
+            y = kernels.max_pool_forward(xpad, KH, KW, SH, SW, OH, OW)   # (N, C, OH, OW)
         self._cache = (xpad, y, x.shape)
         self._indices = None                                     # computed when asked for
         return y
@@ -175,7 +181,10 @@ class MaxPool2D(_Pool2D):
         xpad, y, x_shape = self._saved()
         self._check_grad(dy, y.shape)
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
-        dxp = kernels.max_pool_backward(dy, xpad, y, KH, KW, SH, SW)  # (N, C, H + 2PH, W + 2PW)
+        if self._argmax is not None and self._argmax.dtype == dy.dtype:
+            dxp = kernels.max_pool_backward_argmax(dy, self._argmax, xpad.shape)
+        else:
+            dxp = kernels.max_pool_backward(dy, xpad, y, KH, KW, SH, SW)  # (N, C, H + 2PH, W + 2PW)
         H, W = x_shape[2:]
         return dxp[:, :, PH:PH + H, PW:PW + W].copy() if (PH or PW) else dxp
 

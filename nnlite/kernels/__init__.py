@@ -20,6 +20,11 @@ function               reference (the definition)                       used by
                                                                         the CPU, CUDA on the GPU)
 =====================  ===============================================  ======================
 
+``MaxPool2D(2)`` in training on the Numba path takes ``max_pool_forward_argmax``
+(the maxima and each window's argmax) and ``max_pool_backward_argmax`` (dx from
+dy and the argmax, no search) instead; ``max_pool_argmax_available`` says when.
+Tests hold that pair equal to the two max-pool references.
+
 :mod:`nnlite.kernels.conv_blocked` is Conv2D's fast path: the layer's products,
 computed a block of samples at a time (``conv2d_forward``, ``conv2d_backward``).
 
@@ -36,9 +41,11 @@ from __future__ import annotations
 
 from . import conv_blocked
 from .dispatch import (REFERENCES, _cpu, _gpu, adam_update, backend_for, col2im, im2col,
-                       lrn_backward, lrn_forward, max_pool_backward, max_pool_forward,
-                       reference_forced, use_reference)
+                       lrn_backward, lrn_forward, max_pool_argmax_available,
+                       max_pool_backward, max_pool_backward_argmax, max_pool_forward,
+                       max_pool_forward_argmax, reference_forced, use_reference)
 
 __all__ = ["use_reference", "reference_forced", "backend_for", "REFERENCES", "conv_blocked",
-           "im2col", "col2im", "max_pool_forward", "max_pool_backward", "lrn_forward",
-           "lrn_backward", "adam_update"]
+           "im2col", "col2im", "max_pool_forward", "max_pool_backward",
+           "max_pool_argmax_available", "max_pool_forward_argmax", "max_pool_backward_argmax",
+           "lrn_forward", "lrn_backward", "adam_update"]
