@@ -1,10 +1,26 @@
-"""Trainable parameters: an array, its gradient, and a trainable switch."""
+"""A layer's arrays: trainable parameters (with a gradient) and buffers (saved, not trained)."""
 from __future__ import annotations
 
 from .backend import get_array_module, resolve_dtype, to_device
 
 
-class Parameter:
+class _Held:
+    """What parameters and buffers share: ``data``, its shape, dtype and size."""
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+
+class Parameter(_Held):
     """A learnable array with its gradient.
 
     Attributes:
@@ -25,18 +41,6 @@ class Parameter:
         self.name = name
         self.regularizer = regularizer
 
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def size(self) -> int:
-        return int(self.data.size)
-
     def zero_grad(self) -> None:
         self.grad[...] = 0
 
@@ -56,7 +60,7 @@ class Parameter:
         return f"Parameter({self.name!r}, shape={tuple(self.shape)}, dtype={self.dtype}{flag})"
 
 
-class Buffer:
+class Buffer(_Held):
     """An array a layer keeps and saves but does not train (no gradient).
 
     BatchNorm's running mean and variance are buffers: they change in
@@ -73,18 +77,6 @@ class Buffer:
     def __init__(self, data, name: str = ""):
         self.data = data
         self.name = name
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def size(self) -> int:
-        return int(self.data.size)
 
     @property
     def is_statistic(self) -> bool:
