@@ -45,6 +45,7 @@ EXPECTED = [
     "11_transposed_convolution",
     "12_transfer_learning",
     "13_medical_evaluation",
+    "14_whole_mammogram",
 ]
 SLOW_SOLVED = {"07_overfitting", "08_small_cnn_end_to_end"}
 CELL_TIMEOUT_S = 300      # per cell; a whole notebook takes seconds to tens of seconds
