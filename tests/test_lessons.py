@@ -46,6 +46,7 @@ EXPECTED = [
     "12_transfer_learning",
     "13_medical_evaluation",
     "14_whole_mammogram",
+    "15_speed",
 ]
 SLOW_SOLVED = {"07_overfitting", "08_small_cnn_end_to_end"}
 CELL_TIMEOUT_S = 300      # per cell; a whole notebook takes seconds to tens of seconds
