@@ -170,7 +170,7 @@ class MaxPool2D(_Pool2D):
         self._argmax = None
         if training and kernels.max_pool_argmax_available(xpad, KH, KW, SH, SW):
             # The fast path keeps each window's argmax for backward (the same dx, no search).
-            y, self._argmax = kernels.max_pool_forward_argmax(xpad, OH, OW)
+            y, self._argmax = kernels.max_pool_forward_argmax(xpad, KH, KW, SH, SW, OH, OW)
         else:
             y = kernels.max_pool_forward(xpad, KH, KW, SH, SW, OH, OW)   # (N, C, OH, OW)
         self._cache = (xpad, y, x.shape)
@@ -182,7 +182,7 @@ class MaxPool2D(_Pool2D):
         self._check_grad(dy, y.shape)
         (KH, KW), (SH, SW), (PH, PW) = self.kernel_size, self.stride, self.padding
         if self._argmax is not None and self._argmax.dtype == dy.dtype:
-            dxp = kernels.max_pool_backward_argmax(dy, self._argmax, xpad.shape)
+            dxp = kernels.max_pool_backward_argmax(dy, self._argmax, xpad.shape, KH, KW, SH, SW)
         else:
             dxp = kernels.max_pool_backward(dy, xpad, y, KH, KW, SH, SW)  # (N, C, H + 2PH, W + 2PW)
         H, W = x_shape[2:]

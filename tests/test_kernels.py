@@ -158,14 +158,15 @@ def test_max_pool_equals_reference(shape, k, s, p, dtype, ties):
     np.testing.assert_array_equal(dx, dx_ref)
 
 
-ARGMAX_CASES = [(2, 3, 8, 8), (2, 3, 7, 9), (1, 2, 1, 5), (3, 4, 12, 10)]   # odd sizes, one row
+ARGMAX_CASES = [(2, 3, 8, 8), (2, 3, 7, 9), (1, 2, 3, 5), (3, 4, 12, 10)]   # odd sizes
 
 
 @pytest.mark.parametrize("special", ["distinct", "ties", "nan", "signed_zero"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", ARGMAX_CASES)
-def test_max_pool_argmax_pair_equals_reference(shape, dtype, special):
-    rng = np.random.default_rng(hash((shape, special)) % 2**32)
+@pytest.mark.parametrize("k", [2, 3])                  # 2x2/2 and overlapping 3x3/2
+def test_max_pool_argmax_pair_equals_reference(shape, dtype, special, k):
+    rng = np.random.default_rng(hash((shape, special, k)) % 2**32)
     if special == "ties":
         x = rng.integers(-2, 3, size=shape).astype(dtype)
     elif special == "signed_zero":
@@ -176,39 +177,43 @@ def test_max_pool_argmax_pair_equals_reference(shape, dtype, special):
         x.reshape(-1)[rng.integers(0, x.size, size=max(1, x.size // 7))] = np.nan
     for p in (0, 1):                                    # with -inf padding too
         xpad = F.pad_hw(x, p, p, float("-inf"))
-        OH, OW = (xpad.shape[2] - 2) // 2 + 1, (xpad.shape[3] - 2) // 2 + 1
-        assert kernels.max_pool_argmax_available(xpad, 2, 2, 2, 2)
-        y, arg = kernels.max_pool_forward_argmax(xpad, OH, OW)
-        y_ref = F.max_pool_forward(xpad, 2, 2, 2, 2, OH, OW)
+        OH, OW = (xpad.shape[2] - k) // 2 + 1, (xpad.shape[3] - k) // 2 + 1
+        assert kernels.max_pool_argmax_available(xpad, k, k, 2, 2)
+        y, arg = kernels.max_pool_forward_argmax(xpad, k, k, 2, 2, OH, OW)
+        y_ref = F.max_pool_forward(xpad, k, k, 2, 2, OH, OW)
         assert y.dtype == dtype and arg.shape == y.shape
         np.testing.assert_array_equal(y, y_ref)
         dy = randn(rng, y.shape, dtype)
-        dx = kernels.max_pool_backward_argmax(dy, arg, xpad.shape)
-        dx_ref = F.max_pool_backward(dy, xpad, y_ref, 2, 2, 2, 2)
+        dx = kernels.max_pool_backward_argmax(dy, arg, xpad.shape, k, k, 2, 2)
+        dx_ref = F.max_pool_backward(dy, xpad, y_ref, k, k, 2, 2)
         assert dx.dtype == dtype and dx.shape == xpad.shape
         np.testing.assert_array_equal(dx, dx_ref)
 
 
-def test_max_pool_argmax_only_for_2x2_stride_2_on_numba(reference_path):
+def test_max_pool_argmax_only_for_2x2_and_3x3_stride_2_on_numba(reference_path):
     x = np.zeros((1, 1, 4, 4), np.float32)
     assert not kernels.max_pool_argmax_available(x, 2, 2, 2, 2)     # references forced
     kernels.use_reference(False)
     assert kernels.max_pool_argmax_available(x, 2, 2, 2, 2)
-    assert not kernels.max_pool_argmax_available(x, 3, 3, 2, 2)
+    assert kernels.max_pool_argmax_available(x, 3, 3, 2, 2)
+    assert not kernels.max_pool_argmax_available(x, 3, 3, 1, 1)
     assert not kernels.max_pool_argmax_available(x, 2, 2, 1, 1)
+    assert not kernels.max_pool_argmax_available(x, 3, 2, 2, 2)
     assert not kernels.max_pool_argmax_available(x.astype(np.int32), 2, 2, 2, 2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_maxpool2d_layer_training_argmax_path_equals_reference_layer(dtype):
+@pytest.mark.parametrize("k,p,dy_shape", [(2, 0, (2, 3, 4, 3)), (3, 0, (2, 3, 4, 3)),
+                                          (3, 1, (2, 3, 5, 4))])
+def test_maxpool2d_layer_training_argmax_path_equals_reference_layer(dtype, k, p, dy_shape):
     rng = np.random.default_rng(3)
     x = rng.integers(-3, 4, size=(2, 3, 9, 7)).astype(dtype)        # ties
-    dy = randn(rng, (2, 3, 4, 3), dtype)
+    dy = randn(rng, dy_shape, dtype)
     results = []
     for force in (False, True):
         old = kernels.use_reference(force)
         try:
-            layer = nn.MaxPool2D(2)
+            layer = nn.MaxPool2D(k, stride=2, padding=p)
             y = layer.forward(x, training=True)
             assert (layer._argmax is not None) == (not force)
             results.append((y, layer.backward(dy), layer.indices))

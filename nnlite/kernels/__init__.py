@@ -20,7 +20,7 @@ function               reference (the definition)                       used by
                                                                         the CPU, CUDA on the GPU)
 =====================  ===============================================  ======================
 
-``MaxPool2D(2)`` in training on the Numba path takes ``max_pool_forward_argmax``
+2x2/2 and 3x3/2 ``MaxPool2D`` in training on the Numba path take ``max_pool_forward_argmax``
 (the maxima and each window's argmax) and ``max_pool_backward_argmax`` (dx from
 dy and the argmax, no search) instead; ``max_pool_argmax_available`` says when.
 Tests hold that pair equal to the two max-pool references.

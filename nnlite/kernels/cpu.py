@@ -274,15 +274,15 @@ def max_pool_backward(dy, xpad, y, KH, KW, SH, SW):
 
 
 # ------------------------------------------- max pool, argmax kept from forward
-# MaxPool2D(2) (2x2 windows, stride 2) keeps each window's argmax from forward, so that
-# backward routes dy without searching the windows again: for the MIAS CNN's pool1 at
-# batch 64, forward + backward 15.7 -> 4.9 ms (one thread; the forward 1.8 -> 2.2 ms).
-# The same for overlapping windows (3x3/2) lost: a forward that records the argmax did not
-# vectorise (6 -> 21 ms for reduced AlexNet's pool1 at batch 128) and ate the backward's
-# gain (13.5 -> 8 ms), so those keep searching in backward.
+# In training, 2x2/2 and 3x3/2 (AlexNet) max-pools keep each window's argmax from forward,
+# so that backward routes dy without searching the windows again. One thread, forward +
+# backward: MIAS CNN pool1 (batch 64) 15.7 -> 4.9 ms; reduced AlexNet pool1 (batch 128)
+# 19 -> 11 ms, pool2 12.3 -> 5.1 ms. Each written out with its window in registers: a
+# generic loop recording the argmax (``v > m`` beside the running maximum, or a second walk
+# over the offsets) did not vectorise (reduced AlexNet pool1 forward 6 -> 21 ms).
 
 #: ``arg`` of a window whose maximum is NaN: it gets no gradient, as in the reference (no
-#: element equals NaN). Other windows hold the offset ``2*i + j`` (0 .. 3) of the maximum.
+#: element equals NaN). Other windows hold the offset ``i*KW + j`` of the maximum.
 _NAN_WINDOW = 255
 
 
@@ -316,22 +316,88 @@ def _max_pool_2x2_argmax_forward_kernel(x, NC, Hp, Wp, OH, OW, offsets, nan_wind
                 arg[_u(yr + ow)] = nan_window if m != m else k
 
 
-def max_pool_forward_argmax(xpad, OH, OW):
-    """:func:`max_pool_forward` of a 2x2, stride-2 pool and each window's argmax: ``(y, arg)``.
+@numba.njit(**_JIT)
+def _max_pool_3x3s2_argmax_forward_kernel(x, NC, Hp, Wp, OH, OW, offsets, nan_window, y, arg):
+    """The 3x3, stride-2 (AlexNet) pool written out as :func:`_max_pool_2x2_argmax_forward_kernel`.
 
-    ``arg`` ``(N, C, OH, OW)``, in xpad's dtype, holds the offset ``2*i + j`` of
+    The maximum in the reference's order (row-major, NaN wins), then the first
+    element equal to it by selects from the last to the first.
+    """
+    k0, k1, k2, k3, k4 = offsets[0], offsets[1], offsets[2], offsets[3], offsets[4]
+    k5, k6, k7, k8 = offsets[5], offsets[6], offsets[7], offsets[8]
+    for nc in range(NC):
+        for oh in range(OH):
+            r0 = nc * Hp * Wp + 2 * oh * Wp
+            r1, r2 = r0 + Wp, r0 + 2 * Wp
+            yr = (nc * OH + oh) * OW
+            for ow in range(OW):
+                c = 2 * ow
+                x0, x1, x2 = x[_u(r0 + c)], x[_u(r0 + c + 1)], x[_u(r0 + c + 2)]
+                x3, x4, x5 = x[_u(r1 + c)], x[_u(r1 + c + 1)], x[_u(r1 + c + 2)]
+                x6, x7, x8 = x[_u(r2 + c)], x[_u(r2 + c + 1)], x[_u(r2 + c + 2)]
+                m = x0
+                m = x1 if (x1 > m or x1 != x1) else m
+                m = x2 if (x2 > m or x2 != x2) else m
+                m = x3 if (x3 > m or x3 != x3) else m
+                m = x4 if (x4 > m or x4 != x4) else m
+                m = x5 if (x5 > m or x5 != x5) else m
+                m = x6 if (x6 > m or x6 != x6) else m
+                m = x7 if (x7 > m or x7 != x7) else m
+                m = x8 if (x8 > m or x8 != x8) else m
+                y[_u(yr + ow)] = m
+                k = k7 if x7 == m else k8              # the first element equal to the maximum
+                k = k6 if x6 == m else k
+                k = k5 if x5 == m else k
+                k = k4 if x4 == m else k
+                k = k3 if x3 == m else k
+                k = k2 if x2 == m else k
+                k = k1 if x1 == m else k
+                k = k0 if x0 == m else k
+                arg[_u(yr + ow)] = nan_window if m != m else k
+
+
+def max_pool_forward_argmax(xpad, KH, KW, SH, SW, OH, OW):
+    """:func:`max_pool_forward` and each window's argmax, ``(y, arg)``: 2x2/2 and 3x3/2 pools only.
+
+    ``arg`` ``(N, C, OH, OW)``, in xpad's dtype, holds the offset ``i*KW + j`` of
     the window's first maximum (the element the reference's backward would find)
     and 255 for a NaN window; :func:`max_pool_backward_argmax` routes ``dy`` by it.
     """
     N, C, Hp, Wp = xpad.shape
-    OH, OW = int(OH), int(OW)
+    KH, KW, SH, SW, OH, OW = (int(v) for v in (KH, KW, SH, SW, OH, OW))
     y = numpy.empty((N, C, OH, OW), dtype=xpad.dtype)
     arg = numpy.empty((N, C, OH, OW), dtype=xpad.dtype)
-    offsets = numpy.arange(4, dtype=xpad.dtype)                 # 2*i + j, in the data's type
-    _max_pool_2x2_argmax_forward_kernel(_flat(xpad), N * C, Hp, Wp, OH, OW, offsets,
-                                        xpad.dtype.type(_NAN_WINDOW), y.reshape(-1),
-                                        arg.reshape(-1))
+    offsets = numpy.arange(KH * KW, dtype=xpad.dtype)          # i*KW + j, in the data's type
+    nan_window = xpad.dtype.type(_NAN_WINDOW)
+    if KH == KW == SH == SW == 2:
+        kernel = _max_pool_2x2_argmax_forward_kernel
+    elif KH == KW == 3 and SH == SW == 2:
+        kernel = _max_pool_3x3s2_argmax_forward_kernel
+    else:
+        raise ValueError(f"max_pool_forward_argmax: only 2x2/2 and 3x3/2 pools, got "
+                         f"{KH}x{KW}/{SH}x{SW}")
+    kernel(_flat(xpad), N * C, Hp, Wp, OH, OW, offsets, nan_window, y.reshape(-1),
+           arg.reshape(-1))
     return y, arg
+
+
+@numba.njit(**_JIT)
+def _max_pool_argmax_backward_kernel(dy, arg, NC, Hp, Wp, KW, SH, SW, OH, OW, dx):
+    """Each ``dy[nc, oh, ow]`` added at its window's recorded argmax, windows last to first.
+
+    The same windows, elements and order of additions as :func:`_max_pool_backward_kernel`.
+    """
+    for q in range(NC * Hp * Wp):
+        dx[_u(q)] = 0
+    for nc in range(NC):
+        xb, yb = nc * Hp * Wp, nc * OH * OW
+        for oh in range(OH - 1, -1, -1):
+            for ow in range(OW - 1, -1, -1):
+                a = int(arg[_u(yb + oh * OW + ow)])
+                if a != _NAN_WINDOW:
+                    i = a // KW
+                    dx[_u(xb + (oh * SH + i) * Wp + ow * SW + a - i * KW)] += \
+                        dy[_u(yb + oh * OW + ow)]
 
 
 @numba.njit(**_JIT)
@@ -357,17 +423,22 @@ def _max_pool_2x2_argmax_backward_kernel(dy, arg, NC, Hp, Wp, OH, OW, offsets, z
             dx[_u(pb + q)] = zero
 
 
-def max_pool_backward_argmax(dy, arg, xpad_shape):
-    """:func:`max_pool_backward` of a 2x2, stride-2 pool from :func:`max_pool_forward_argmax`'s ``arg``.
+def max_pool_backward_argmax(dy, arg, xpad_shape, KH, KW, SH, SW):
+    """:func:`max_pool_backward` from :func:`max_pool_forward_argmax`'s ``arg``: the same result.
 
-    The same result, from ``dy`` and ``arg`` alone: no window is searched again.
+    From ``dy`` and ``arg`` alone: no window is searched again.
     """
     N, C, Hp, Wp = xpad_shape
     OH, OW = dy.shape[2:]
+    KH, KW, SH, SW = (int(v) for v in (KH, KW, SH, SW))
     dxp = numpy.empty((N, C, Hp, Wp), dtype=dy.dtype)
-    _max_pool_2x2_argmax_backward_kernel(_flat(dy), _flat(arg), N * C, Hp, Wp, OH, OW,
-                                         numpy.arange(4, dtype=arg.dtype), dy.dtype.type(0),
-                                         dxp.reshape(-1))
+    if KH == KW == SH == SW == 2:
+        _max_pool_2x2_argmax_backward_kernel(_flat(dy), _flat(arg), N * C, Hp, Wp, OH, OW,
+                                             numpy.arange(4, dtype=arg.dtype),
+                                             dy.dtype.type(0), dxp.reshape(-1))
+    else:
+        _max_pool_argmax_backward_kernel(_flat(dy), _flat(arg), N * C, Hp, Wp, KW, SH, SW,
+                                         OH, OW, dxp.reshape(-1))
     return dxp
 
 

@@ -163,24 +163,25 @@ def max_pool_backward(dy, xpad, y, KH, KW, SH, SW):
 
 
 def max_pool_argmax_available(xpad, KH, KW, SH, SW) -> bool:
-    """True when a pool can keep its windows' argmax from forward: 2x2, stride 2, the Numba path.
+    """True when a pool can keep its windows' argmax from forward: 2x2/2 or 3x3/2, the Numba path.
 
     Then :func:`max_pool_forward_argmax` and :func:`max_pool_backward_argmax` compute
     exactly what :func:`max_pool_forward` and :func:`max_pool_backward` do (tested), the
-    backward from ``dy`` and the argmax alone (for the MIAS CNN's pool1 at batch 64,
-    forward + backward 15.7 -> 4.9 ms).
+    backward from ``dy`` and the argmax alone (forward + backward of the MIAS CNN's pool1
+    at batch 64: 15.7 -> 4.9 ms; reduced AlexNet's pool1 at batch 128: 19 -> 11 ms).
     """
-    return KH == KW == SH == SW == 2 and backend_for("max_pool_forward", xpad) == "numba"
+    return (KH == KW and SH == SW == 2 and KH in (2, 3)
+            and backend_for("max_pool_forward", xpad) == "numba")
 
 
-def max_pool_forward_argmax(xpad, OH, OW):
-    """``(y, arg)`` of a 2x2, stride-2 pool (Numba only; see :func:`max_pool_argmax_available`)."""
-    return _cpu().max_pool_forward_argmax(xpad, OH, OW)
+def max_pool_forward_argmax(xpad, KH, KW, SH, SW, OH, OW):
+    """``(y, arg)``: the window maxima and argmax (Numba only; see :func:`max_pool_argmax_available`)."""
+    return _cpu().max_pool_forward_argmax(xpad, KH, KW, SH, SW, OH, OW)
 
 
-def max_pool_backward_argmax(dy, arg, xpad_shape):
+def max_pool_backward_argmax(dy, arg, xpad_shape, KH, KW, SH, SW):
     """Gradient w.r.t. ``xpad`` from :func:`max_pool_forward_argmax`'s ``arg``; as :func:`max_pool_backward`."""
-    return _cpu().max_pool_backward_argmax(dy, arg, xpad_shape)
+    return _cpu().max_pool_backward_argmax(dy, arg, xpad_shape, KH, KW, SH, SW)
 
 
 def lrn_forward(x, size: int, alpha: float, beta: float, k: float):
