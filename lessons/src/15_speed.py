@@ -276,7 +276,8 @@ lk.compare(im2col_product(dispatch.im2col), reference, "the Numba im2col's outpu
            atol=1e-4)
 speeds = {
     "loops": loops_flop / loops_seconds / 1e9,
-    "im2col (NumPy) + matmul": FLOP / best_time(lambda: conv2d_im2col(x, W, b, 1, 1)) / 1e9,
+    ("im2col (NumPy) + matmul" if conv2d_im2col is not conv2d_im2col_nnlite
+     else "nn.Conv2D, until 15.3 is done"): FLOP / best_time(lambda: conv2d_im2col(x, W, b, 1, 1)) / 1e9,
     f"im2col ({dispatch.backend_for('im2col', x_padded)}) + matmul":
         FLOP / best_time(lambda: im2col_product(dispatch.im2col)) / 1e9,
     "nn.Conv2D": FLOP / best_time(lambda: conv.forward(x)) / 1e9,
@@ -316,8 +317,8 @@ ax.legend(loc="lower right")
 fig.tight_layout()
 
 # %% [markdown]
-# Read the last column first: the loops are a thousand times slower than everything else
-# and more, although every method does the same arithmetic. Python pays for each of the
+# Read the last column first: the loops are about a thousand times slower than
+# everything else, although every method does the same arithmetic. Python pays for each of the
 # tens of thousands of small calls, while one matrix product hands the whole job to
 # compiled, vectorised code. The share of peak says how close a method comes to the
 # machine's limit: the im2col methods lose part of it to the unrolling (memory traffic,
@@ -331,7 +332,7 @@ fig.tight_layout()
 #   best of several warmed-up timings.
 # * im2col turns a convolution into one matrix product, at the price of a
 #   $KH \cdot KW$-fold larger copy of the input.
-# * Loops in Python run a thousand times slower (and more) than the same arithmetic as a
+# * Loops in Python run about a thousand times slower than the same arithmetic as a
 #   matrix product; a compiled unrolling (Numba) and blocking bring a convolution closer to the
 #   matrix product's peak.
 # * Compare against the machine's own matrix-product speed, not against a data sheet:
