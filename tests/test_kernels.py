@@ -443,7 +443,8 @@ def test_conv2d_in_column_blocks_equals_one_block(monkeypatch, groups):
         np.testing.assert_allclose(blocks, one, rtol=1e-5, atol=1e-5 * np.abs(one).max())
 
 
-def test_conv2d_blocks_cover_the_batch_in_equal_parts():
+def test_conv2d_blocks_cover_the_batch_in_equal_parts(monkeypatch):
+    monkeypatch.setitem(conv_blocked.COLUMN_BLOCK_BYTES, "cpu", 8 << 20)   # the rule, not the size
     x = np.zeros((64, 32, 24, 24), np.float32)     # (800 + 64) * 576 * 4 B = 1.9 MB a sample
 
     def blocks(a, N):                              # Conv2D(32, 64, 5, padding="same") on 24x24
