@@ -47,6 +47,7 @@ EXPECTED = [
     "13_medical_evaluation",
     "14_whole_mammogram",
     "15_speed",
+    "16_grad_cam",
 ]
 SLOW_SOLVED = {"07_overfitting", "08_small_cnn_end_to_end"}
 CELL_TIMEOUT_S = 300      # per cell; a whole notebook takes seconds to tens of seconds
