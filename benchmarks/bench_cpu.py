@@ -1,14 +1,17 @@
 """nnlite against PyTorch on the CPU, side by side, in one run.
 
     pip install -e . torch==2.13.0      # PyTorch is for this benchmark only
-    python benchmarks/bench_cpu.py      # about 2.5 minutes on 2 cores
+    python benchmarks/bench_cpu.py      # about 10 minutes on 2 cores (with Keras)
     python benchmarks/bench_cpu.py --quick --markdown
 
 What it measures, for the same architecture, batch size, dtype (float32) and
 thread count in both frameworks:
 
 * training step: forward (training mode), softmax cross-entropy, backward,
-  Adam update (PyTorch twice: its default Adam and ``Adam(fused=True)``);
+  Adam update (PyTorch three times: its default Adam, ``Adam(fused=True)``, and at
+  its best, ``Adam(fused=True)`` with channels-last model and input); Keras 3 on
+  TensorFlow-CPU too (``train_on_batch``, NHWC) when an interpreter that has them
+  is found (``--keras-python``; skipped with a note otherwise);
 * inference: forward in evaluation mode, as images per second;
 * a per-layer forward/backward breakdown of nnlite's training step, with
   each conv and dense layer's achieved GFLOP/s;
