@@ -460,7 +460,7 @@ print(f"ReLU at lr 0.05       train loss {history['loss'][-1]:.3f}  validation a
 # sigmoid's steepest part, whatever the layers below did. This is the practical gift of
 # batch normalisation: a wider range of learning rates and initialisations that work.
 #
-# The price: each step costs more (about twice the CPU time here), the model behaves
+# The price: each step costs more (two to three times the CPU time here), the model behaves
 # differently in training and evaluation (section 2: always pass the right `training`
 # flag), small batches give noisy statistics, and a fine-tuned model must decide whether
 # its batch-normalisation layers keep their statistics (lesson 12: a frozen
