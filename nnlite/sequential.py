@@ -19,6 +19,21 @@ def child_key(layer: Layer, index: int) -> str:
     return layer.name if layer.name != type(layer).__name__ else str(index)
 
 
+def _parameter_gradients_only(layer: Layer, dy) -> None:
+    """Run ``layer.backward(dy)`` for its parameter gradients; its input gradient is not needed."""
+    if isinstance(layer, Sequential):
+        layer.backward(dy, need_input_grad=False)
+    elif hasattr(layer, "need_input_grad"):          # Conv2D can skip dx (see its docstring)
+        old = layer.need_input_grad
+        layer.need_input_grad = False
+        try:
+            layer.backward(dy)
+        finally:
+            layer.need_input_grad = old
+    else:
+        layer.backward(dy)
+
+
 class Sequential(Layer):
     """A stack of layers applied in order.
 
@@ -94,11 +109,15 @@ class Sequential(Layer):
         With ``need_input_grad=False`` (what ``fit`` uses) the walk stops at the
         first layer that has trainable parameters: the layers before it have
         nothing to learn, so their backward passes would be wasted work (this
-        is where freezing layers saves time). The return value is then None.
+        is where freezing layers saves time), and that first layer is asked for
+        its parameter gradients only (a ``Conv2D`` then skips its input
+        gradient, a nested Sequential passes the request on). The return value
+        is then None.
         """
         self._saved()
+        skip = not need_input_grad and not self._record
         stop = 0
-        if not need_input_grad and not self._record:
+        if skip:
             trainable = [i for i, layer in enumerate(self.layers)
                          if any(p.trainable for p in layer.parameters())]
             stop = trainable[0] if trainable else len(self.layers)
@@ -106,9 +125,12 @@ class Sequential(Layer):
         for i in range(len(self.layers) - 1, stop - 1, -1):
             if self._record:
                 grads.append(dy)
+            if skip and i == stop:
+                _parameter_gradients_only(self.layers[i], dy)
+                return None
             dy = self.layers[i].backward(dy)
         self.gradients = grads[::-1]
-        return dy if stop == 0 else None
+        return None if skip else dy
 
     def output_shape(self, input_shape: tuple) -> tuple:
         shape = tuple(input_shape)

@@ -233,3 +233,31 @@ def test_early_stopping_restores_the_best_epochs_batchnorm_statistics_and_resume
     other = nn.EarlyStopping(monitor="loss")
     other.load_state_dict({k: v for k, v in state.items() if k != "best_buffers"})   # older checkpoints
     assert other._best_buffers is None
+
+
+def test_backward_without_input_grad_asks_the_first_conv_for_parameter_gradients_only():
+    x = _x((4, 1, 6, 6)).astype(np.float32)
+    model = tiny_resnet()
+    logits = model.forward(x, training=True)
+    dlogits = _x(logits.shape, seed=3).astype(np.float32)
+    model.backward(dlogits)                                   # the full pass, for reference
+    expected = {n: p.grad.copy() for n, p in model.named_parameters()}
+    stem = model["stem"]
+    calls = []
+    original = type(stem).backward
+
+    def spy(self, dy):
+        calls.append(self.need_input_grad)
+        return original(self, dy)
+
+    stem.backward = spy.__get__(stem)
+    model.forward(x, training=True)
+    assert model.backward(dlogits, need_input_grad=False) is None
+    assert calls == [False] and stem.need_input_grad is True  # asked without dx, flag restored
+    for n, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, expected[n], rtol=1e-5, atol=1e-6, err_msg=n)
+    nested = nn.Sequential([nn.Sequential([nn.Conv2D(1, 2, 3, seed=0, name="c")], name="inner"),
+                            nn.Flatten(), nn.Dense(32, 2, seed=1)])
+    y = nested.forward(x, training=True)
+    assert nested.backward(np.ones_like(y), need_input_grad=False) is None
+    assert (nested["inner"]["c"].W.grad != 0).any()
