@@ -140,7 +140,7 @@ def worker_nnlite(cfg_name: str, batch: int, warmup: int, repeats: int, layers: 
     opt = nn.Adam(model.parameters(), lr=1e-4)
     params = model.parameters()
     if isinstance(model.layers[0], nn.Conv2D):     # nobody uses the input's gradient: the first
-        model.layers[0].need_input_grad = False    # conv skips it (fit does not set this yet)
+        model.layers[0].need_input_grad = False    # what Sequential.backward(need_input_grad=False) asks of it
 
     def train_step():                              # what nnlite.fit does per batch
         logits = model.forward(x, training=True)
