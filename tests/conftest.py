@@ -1,4 +1,6 @@
 """Shared fixtures and helpers for the nnlite test suite."""
+from collections import deque
+
 import numpy as np
 import pytest
 
@@ -24,3 +26,27 @@ def two_blob_images(n=120, size=12, seed=0):
             r0, c0 = r0 + h, c0 + h
         x[i, 0, r0:r0 + 3, c0:c0 + 3] += 1.5
     return x, y.astype(np.int64)
+
+
+def flood_labels(mask, connectivity):
+    """Reference labelling by breadth-first flood fill, components numbered in raster order."""
+    h, w = mask.shape
+    labels = np.zeros((h, w), dtype=np.int32)
+    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    if connectivity == 8:
+        steps += [(-1, -1), (-1, 1), (1, -1), (1, 1)]
+    n = 0
+    for r in range(h):
+        for c in range(w):
+            if mask[r, c] and not labels[r, c]:
+                n += 1
+                labels[r, c] = n
+                queue = deque([(r, c)])
+                while queue:
+                    y, x = queue.popleft()
+                    for dy, dx in steps:
+                        yy, xx = y + dy, x + dx
+                        if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not labels[yy, xx]:
+                            labels[yy, xx] = n
+                            queue.append((yy, xx))
+    return labels, n

@@ -12,12 +12,13 @@ def _x(shape, seed=0, dtype=np.float64):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def conv_transpose_loops(x, W, b, stride, padding):
-    """Direct scatter loop from the docstring: every input pixel adds ``x * W[c, f]``."""
+def conv_transpose_loops(x, W, b, stride, padding, output_padding=(0, 0)):
+    """Direct scatter loop from the docstring: every input pixel adds ``x * W[c, f]``;
+    ``output_padding`` appends OPH/OPW zero rows/columns before the crop."""
     N, C, H, Wd = x.shape
     _, F, KH, KW = W.shape
-    (SH, SW), (PH, PW) = stride, padding
-    full = np.zeros((N, F, (H - 1) * SH + KH, (Wd - 1) * SW + KW))
+    (SH, SW), (PH, PW), (OPH, OPW) = stride, padding, output_padding
+    full = np.zeros((N, F, (H - 1) * SH + KH + OPH, (Wd - 1) * SW + KW + OPW))
     for n in range(N):
         for c in range(C):
             for h in range(H):
@@ -152,21 +153,6 @@ def test_config_roundtrip():
 
 
 # ------------------------------------------------------------ output_padding
-def conv_transpose_loops_op(x, W, b, stride, padding, output_padding):
-    """The scatter loops, with OPH/OPW zero rows/columns appended before the crop."""
-    N, C, H, Wd = x.shape
-    _, F, KH, KW = W.shape
-    (SH, SW), (PH, PW), (OPH, OPW) = stride, padding, output_padding
-    full = np.zeros((N, F, (H - 1) * SH + KH + OPH, (Wd - 1) * SW + KW + OPW))
-    for n in range(N):
-        for c in range(C):
-            for h in range(H):
-                for w in range(Wd):
-                    full[n, :, h * SH:h * SH + KH, w * SW:w * SW + KW] += x[n, c, h, w] * W[c]
-    y = full[:, :, PH:full.shape[2] - PH, PW:full.shape[3] - PW]
-    return y + (0.0 if b is None else b.reshape(1, F, 1, 1))
-
-
 OP_CASES = [
     # (C, F, kernel, stride, padding, output_padding, input H x W)
     (2, 3, 3, 2, 1, 1, (4, 3)),              # 4x3 -> 8x6 (a conv 3/2/1 maps 8x6 to 4x3)
@@ -182,7 +168,7 @@ def test_output_padding_matches_loops_and_conv_adjoint(C, F, k, s, p, op, hw):
     layer.b.data[...] = _x((F,), seed=2)
     x = _x((2, C) + hw, seed=3)
     y = layer.forward(x)
-    expected = conv_transpose_loops_op(x, layer.W.data, layer.b.data, layer.stride, layer.padding,
+    expected = conv_transpose_loops(x, layer.W.data, layer.b.data, layer.stride, layer.padding,
                                        layer.output_padding)
     assert y.shape == expected.shape == (2,) + layer.output_shape((C,) + hw)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)

@@ -1,34 +1,10 @@
 """Otsu threshold, connected components, breast mask, marker removal, crops, resize."""
-from collections import deque
 
 import numpy as np
 import pytest
 
 from mammo_demo import preprocess as pp
-
-
-def flood_labels(mask, connectivity):
-    """Reference labelling by breadth-first flood fill, components numbered in raster order."""
-    h, w = mask.shape
-    labels = np.zeros((h, w), dtype=np.int32)
-    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)]
-    if connectivity == 8:
-        steps += [(-1, -1), (-1, 1), (1, -1), (1, 1)]
-    n = 0
-    for r in range(h):
-        for c in range(w):
-            if mask[r, c] and not labels[r, c]:
-                n += 1
-                labels[r, c] = n
-                queue = deque([(r, c)])
-                while queue:
-                    y, x = queue.popleft()
-                    for dy, dx in steps:
-                        yy, xx = y + dy, x + dx
-                        if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not labels[yy, xx]:
-                            labels[yy, xx] = n
-                            queue.append((yy, xx))
-    return labels, n
+from conftest import flood_labels
 
 
 @pytest.mark.parametrize("connectivity", [4, 8])

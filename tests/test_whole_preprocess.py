@@ -1,10 +1,10 @@
 """Whole-mammogram preprocessing: the building blocks, and both methods on phantom films
 with the traits of scanned films (borders, burned-in labels, a dim skin line, markers)."""
-from collections import deque
 
 import numpy as np
 import pytest
 
+from conftest import flood_labels
 from mammo_demo.whole import preprocess
 from mammo_demo.whole.phantom import render_film
 from mammo_demo.whole.preprocess import (area_matrix, blank_markers, bounding_box, downscale,
@@ -51,37 +51,13 @@ def border_boxes(truth, shape):
 
 
 # ------------------------------------------------------------------ building blocks
-def bfs_labels(mask, connectivity):
-    """Reference labelling: breadth-first flood fill, numbered in row-major first-pixel order."""
-    h, w = mask.shape
-    labels = np.zeros((h, w), int)
-    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)]
-    if connectivity == 8:
-        steps += [(-1, -1), (-1, 1), (1, -1), (1, 1)]
-    n = 0
-    for r in range(h):
-        for c in range(w):
-            if mask[r, c] and not labels[r, c]:
-                n += 1
-                labels[r, c] = n
-                queue = deque([(r, c)])
-                while queue:
-                    a, b = queue.popleft()
-                    for da, db in steps:
-                        y, x = a + da, b + db
-                        if 0 <= y < h and 0 <= x < w and mask[y, x] and not labels[y, x]:
-                            labels[y, x] = n
-                            queue.append((y, x))
-    return labels, n
-
-
 @pytest.mark.parametrize("connectivity", [4, 8])
 def test_label_components_matches_flood_fill(connectivity):
     rng = np.random.default_rng(5)
     for _ in range(60):
         mask = rng.random((rng.integers(1, 14), rng.integers(1, 14))) < rng.uniform(0.2, 0.8)
         labels, count = label_components(mask, connectivity)
-        expected, n = bfs_labels(mask, connectivity)
+        expected, n = flood_labels(mask, connectivity)
         assert count == n
         np.testing.assert_array_equal(labels, expected)
 
