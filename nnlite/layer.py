@@ -308,11 +308,16 @@ def layer_spec(layer: Layer) -> dict:
     return {"type": type(layer).type_name(), "name": layer.name, "config": layer.get_config()}
 
 
+def is_spec(value) -> bool:
+    """True for a layer's spec (what :func:`layer_spec` writes): exactly type, name and config."""
+    return isinstance(value, dict) and set(value) == {"type", "name", "config"}
+
+
 def _holds_specs(value) -> bool:
     """True for a child's spec or a list of them (containers leave those out of ``describe``)."""
-    if isinstance(value, dict):
-        return set(value) == {"type", "name", "config"}
-    return isinstance(value, (list, tuple)) and any(_holds_specs(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return any(_holds_specs(v) for v in value)
+    return is_spec(value)
 
 
 def pair(value, what: str, layer: str) -> tuple:

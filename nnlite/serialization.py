@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy
 
 from .backend import device_of, get_array_module, to_device, to_numpy
-from .layer import Layer, layer_spec
+from .layer import Layer, is_spec, layer_spec
 from .version import __version__
 
 FORMAT_VERSION = 2
@@ -292,11 +292,6 @@ def read_metadata(path) -> dict:
 
 
 # -------------------------------------------------------- building models
-def _is_spec(value) -> bool:
-    """A layer's spec (what :func:`~nnlite.layer.layer_spec` writes): type, name and config."""
-    return isinstance(value, dict) and set(value) == {"type", "name", "config"}
-
-
 def _layer_class(type_name, where: str):
     cls = Layer.registry.get(type_name) if isinstance(type_name, str) else None
     if cls is None or type_name.startswith("_") or type_name.rsplit(".", 1)[-1].startswith("_"):
@@ -306,8 +301,6 @@ def _layer_class(type_name, where: str):
     return cls
 
 
-#: how each sized layer's parameter count follows from its config (None: no parameters
-#: worth counting, or unknown: counted when built).
 def _declared_size(spec: dict, where: str, depth: int = 0) -> int:
     """Parameter and buffer values a spec will allocate, computed without allocating."""
     if depth > MAX_DEPTH:
@@ -318,8 +311,8 @@ def _declared_size(spec: dict, where: str, depth: int = 0) -> int:
     total = 0
     for key, value in config.items():
         values = value if isinstance(value, list) else [value]
-        for i, v in enumerate(values):
-            if _is_spec(v):
+        for v in values:
+            if is_spec(v):
                 total += _declared_size(v, f"{where}.{key}", depth + 1)
     ints = {k: v for k, v in config.items() if isinstance(v, int) and not isinstance(v, bool)}
 
@@ -342,7 +335,7 @@ def _build(spec, where: str, depth: int = 0) -> Layer:
     """Rebuild one layer from its spec; children's specs are built first."""
     if depth > MAX_DEPTH:
         raise ValueError(f"{where}: containers nested more than {MAX_DEPTH} deep")
-    if not _is_spec(spec):
+    if not is_spec(spec):
         raise ValueError(f"{where}: a layer entry needs 'type' and 'config', got {str(spec)[:80]}")
     cls = _layer_class(spec["type"], where)
     config = spec["config"]
@@ -350,10 +343,10 @@ def _build(spec, where: str, depth: int = 0) -> Layer:
         raise ValueError(f"{where}: the config of {spec['type']} is not a JSON object")
     kwargs = {}
     for key, value in config.items():
-        if _is_spec(value):
+        if is_spec(value):
             value = _build(value, f"{where}.{key}", depth + 1)
-        elif isinstance(value, list) and value and all(_is_spec(v) or v is None for v in value) \
-                and any(_is_spec(v) for v in value):
+        elif isinstance(value, list) and value and all(is_spec(v) or v is None for v in value) \
+                and any(is_spec(v) for v in value):
             value = [None if v is None else _build(v, f"{where}.{key}.{i}", depth + 1)
                      for i, v in enumerate(value)]
         kwargs[key] = value
@@ -499,13 +492,10 @@ def load(path, device: str = "cpu", max_params: int | None = MAX_PARAMS) -> Laye
         config = reader.json("__config__")
         meta = _meta(reader)
         model = build_from_config(config, where=str(path), max_params=max_params)
-        dtype = None
-        if "param/0" in reader:
-            first = reader.array("param/0", model.parameters()[0].size * 8 if model.parameters() else 0)
-            dtype = first.dtype if first.dtype.kind == "f" else None
-        if dtype is not None and dtype != model.dtype and dtype in (numpy.float32, numpy.float64):
-            model.astype(dtype)
-        arrays = _read_model_arrays(reader, model, meta)
+        arrays = _read_model_arrays(reader, model, meta)     # each entry read once
+    first = arrays.get("param/0")
+    if first is not None and first.dtype in (numpy.float32, numpy.float64) and first.dtype != model.dtype:
+        model.astype(first.dtype)                             # a float64 file gives a float64 model
     problems = _check_arrays(arrays, meta, model, str(path))
     if problems:
         raise ValueError(f"{path}: its weights do not fit its own architecture (damaged file?): "
