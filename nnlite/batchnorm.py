@@ -12,6 +12,7 @@ import numbers
 
 import numpy
 
+from . import kernels
 from .backend import DEFAULT_DTYPE
 from .layer import Layer
 from .parameter import Buffer, Parameter
@@ -164,43 +165,54 @@ class _BatchNorm(Layer):
     # ----------------------------------------------------------- contract
     def forward(self, x, training: bool = False):
         self._check(x)
-        axes, ndim = self._axes(x), x.ndim
-        m = x.size // self.num_features                  # values per channel in this batch
+        N, C = x.shape[:2]
+        m = x.size // C                                  # values per channel in this batch
+        gamma = None if self.gamma is None else self.gamma.data
+        beta = None if self.beta is None else self.beta.data
         use_batch = training and not self.frozen
         if use_batch:
             if m < 2:
                 raise ValueError(f"{self.name} needs more than one value per channel in training "
                                  f"(got input {tuple(x.shape)}): the batch variance is undefined")
-            mu = x.mean(axis=axes)                       # (C,)
-            var = x.var(axis=axes)                       # (C,), biased (divides by m)
+            # the statistics of this batch and x_hat, y: functional.batch_norm_forward, or
+            # its Numba twin (three passes over x instead of about eight)
+            y3, x_hat3, mu, var, inv_sigma = kernels.batch_norm_forward(
+                x.reshape(N, C, -1), gamma, beta, self.eps)   # (N, C, M), M = m / N
             self._update_running(mu, var, m)
-        else:
-            mu = self.running_mean.data.astype(x.dtype, copy=False)
-            var = self.running_var.data.astype(x.dtype, copy=False)
+            self._cache = (x_hat3.reshape(x.shape), inv_sigma, True)
+            return y3.reshape(x.shape)
+        ndim = x.ndim                                    # the running statistics, constants
+        mu = self.running_mean.data.astype(x.dtype, copy=False)
+        var = self.running_var.data.astype(x.dtype, copy=False)
         inv_sigma = 1 / (var + self.eps) ** 0.5          # (C,), x's dtype
         x_hat = (x - self._per_channel(mu, ndim)) * self._per_channel(inv_sigma, ndim)
-        y = x_hat if self.gamma is None else (
-            self._per_channel(self.gamma.data, ndim) * x_hat + self._per_channel(self.beta.data, ndim))
-        if y is x_hat:
-            y = x_hat.copy()                             # x_hat stays our cache
-        self._cache = (x_hat, inv_sigma, use_batch)
+        y = x_hat.copy() if gamma is None else (
+            self._per_channel(gamma, ndim) * x_hat + self._per_channel(beta, ndim))
+        self._cache = (x_hat, inv_sigma, False)          # x_hat stays our cache
         return y
 
     def backward(self, dy):
         x_hat, inv_sigma, used_batch = self._saved()
         self._check_grad(dy, x_hat.shape)
-        axes, ndim = self._axes(dy), dy.ndim
-        if self.beta is not None and self.beta.trainable:
-            self.beta.grad = dy.sum(axis=axes)                            # (C,)
-        if self.gamma is not None and self.gamma.trainable:
-            self.gamma.grad = (dy * x_hat).sum(axis=axes)                 # (C,)
-        scale = inv_sigma if self.gamma is None else self.gamma.data * inv_sigma   # gamma / sigma
-        scale = self._per_channel(scale, ndim)
-        if not used_batch:                                # constant statistics: the affine map
-            return scale * dy
-        mean_dy = dy.mean(axis=axes, keepdims=True)                       # (1, C, 1, ...)
-        mean_dy_xhat = (dy * x_hat).mean(axis=axes, keepdims=True)        # (1, C, 1, ...)
-        return scale * (dy - mean_dy - x_hat * mean_dy_xhat)
+        gamma = None if self.gamma is None else self.gamma.data
+        beta_trains = self.beta is not None and self.beta.trainable
+        gamma_trains = self.gamma is not None and self.gamma.trainable
+        if used_batch:                                    # the batch statistics: see above
+            N, C = dy.shape[:2]
+            dx3, dgamma, dbeta = kernels.batch_norm_backward(
+                dy.reshape(N, C, -1), x_hat.reshape(N, C, -1), gamma, inv_sigma)  # (N, C, M)
+            dx = dx3.reshape(dy.shape)
+        else:                                             # constant statistics: the affine map
+            axes, ndim = self._axes(dy), dy.ndim
+            scale = inv_sigma if gamma is None else gamma * inv_sigma     # gamma / sigma
+            dx = self._per_channel(scale, ndim) * dy
+            dbeta = dy.sum(axis=axes) if beta_trains else None            # (C,)
+            dgamma = (dy * x_hat).sum(axis=axes) if gamma_trains else None   # (C,)
+        if beta_trains:
+            self.beta.grad = dbeta
+        if gamma_trains:
+            self.gamma.grad = dgamma
+        return dx
 
     def output_shape(self, input_shape: tuple) -> tuple:
         shape = tuple(input_shape)

@@ -14,6 +14,7 @@ function                        used by
 :func:`pad_hw`, :func:`window`  the pooling layers
 ``max_pool_*``, ``avg_pool_*``  ``MaxPool2D``, ``AvgPool2D``
 ``lrn_*``                       ``LocalResponseNorm``
+``batch_norm_*``                ``BatchNorm1D``, ``BatchNorm2D`` (training)
 ``sgd_update``,                 ``SGD``, ``RMSProp``, ``Adam``
 ``rmsprop_update``,
 ``adam_update``
@@ -216,6 +217,51 @@ def lrn_backward(dy, x, s, p, size: int, alpha: float, beta: float):
     return dy * p - (2.0 * alpha * beta / size) * x * back
 
 
+# ============================================================== batch normalisation
+# Training mode, on an (N, C, M) view of the input: M = H*W (BatchNorm2D), L or 1
+# (BatchNorm1D on (N, C, L) or (N, C)); each channel c is normalised over its N*M values.
+# The math and its derivation: nnlite.batchnorm._BatchNorm.
+def batch_norm_forward(x3, gamma, beta, eps: float):
+    """Normalise each channel of ``x3`` ``(N, C, M)`` with the statistics of this batch::
+
+        mu[c]        = mean_{n,m} x3[n, c, m]                          (C,)
+        var[c]       = mean_{n,m} (x3[n, c, m] - mu[c])**2             (C,), biased
+        inv_sigma[c] = 1 / sqrt(var[c] + eps)                           (C,)
+        x_hat3       = (x3 - mu) * inv_sigma                            (N, C, M)
+        y3           = gamma * x_hat3 + beta       (y3 = a copy of x_hat3 when gamma is None)
+
+    ``gamma`` and ``beta`` are ``(C,)`` or both None (``affine=False``). Returns
+    ``(y3, x_hat3, mu, var, inv_sigma)``, all in ``x3``'s dtype.
+    """
+    mu = x3.mean(axis=(0, 2))                                # (C,)
+    var = x3.var(axis=(0, 2))                                # (C,), divides by N*M
+    inv_sigma = 1 / (var + eps) ** 0.5                       # (C,)
+    x_hat3 = (x3 - mu[:, None]) * inv_sigma[:, None]         # (N, C, M)
+    y3 = x_hat3.copy() if gamma is None else gamma[:, None] * x_hat3 + beta[:, None]
+    return y3, x_hat3, mu, var, inv_sigma
+
+
+def batch_norm_backward(dy3, x_hat3, gamma, inv_sigma):
+    """Gradients of :func:`batch_norm_forward` from ``dy3 = dL/dy3`` ``(N, C, M)``::
+
+        dbeta[c]  = sum_{n,m} dy3                                       (C,)
+        dgamma[c] = sum_{n,m} dy3 * x_hat3                              (C,)
+        dx3       = (gamma * inv_sigma) * (dy3 - mean(dy3) - x_hat3 * mean(dy3 * x_hat3))
+
+    with ``mean`` over ``n, m`` per channel (``dbeta / (N*M)`` and ``dgamma / (N*M)``)
+    and ``gamma = 1`` when it is None. ``dgamma`` and ``dbeta`` are what the layer
+    needs anyway for ``dx3``; it keeps them for the parameters that train. Returns
+    ``(dx3, dgamma, dbeta)``, in ``dy3``'s dtype.
+    """
+    m = dy3.shape[0] * dy3.shape[2]                          # values per channel
+    dbeta = dy3.sum(axis=(0, 2))                             # (C,)
+    dgamma = (dy3 * x_hat3).sum(axis=(0, 2))                 # (C,)
+    scale = inv_sigma if gamma is None else gamma * inv_sigma             # (C,), gamma / sigma
+    mean_dy, mean_dy_xhat = dbeta / m, dgamma / m                         # (C,)
+    dx3 = scale[:, None] * (dy3 - mean_dy[:, None] - x_hat3 * mean_dy_xhat[:, None])
+    return dx3, dgamma, dbeta
+
+
 # ==================================================================== optimizers
 # In place on the arrays (``p`` the parameter, ``g`` its gradient, only read, the rest
 # the optimizer's state); the hyperparameters are Python floats, so float32 stays float32.
@@ -307,5 +353,6 @@ def softmax(z, axis: int = -1):
 
 __all__ = ["dilated_output_size", "im2col", "col2im", "check_cols_shape", "pad_hw", "window",
            "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
-           "channel_window_sum", "lrn_forward", "lrn_backward", "sgd_update",
+           "channel_window_sum", "lrn_forward", "lrn_backward", "batch_norm_forward",
+           "batch_norm_backward", "sgd_update",
            "rmsprop_update", "adam_update", "sigmoid", "log_softmax", "softmax"]

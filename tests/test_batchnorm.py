@@ -149,8 +149,11 @@ SHAPES_2D = [(3, 2, 4, 5), (2, 3, 3, 3)]
 
 @pytest.mark.parametrize("shape", SHAPES_2D)
 def test_gradcheck_BatchNorm2D_training(shape):
+    # eps=1e-5: with 1e-6 the rounding of y(x + eps) - y(x - eps) alone gives input errors up
+    # to 1.2e-6 for some seeds (on both kernel paths); 1e-5 brings them below 1.1e-7.
     bn = _with_stats(nn.BatchNorm2D(shape[1]))
-    result = assert_gradcheck(bn, _x(shape, seed=4, scale=2.0, shift=1.0), training=True, tol=1e-6)
+    result = assert_gradcheck(bn, _x(shape, seed=4, scale=2.0, shift=1.0), training=True, tol=1e-6,
+                              eps=1e-5)
     assert set(result.keys()) == {"input", "gamma", "beta"}
 
 

@@ -346,6 +346,125 @@ def test_adam_optimizer_same_with_and_without_kernels():
         np.testing.assert_array_equal(a, b)
 
 
+# ------------------------------------------------------------- batch norm
+# The batch-norm kernels sum in float64 and in SIMD lanes, NumPy's reference pairwise in
+# the data's dtype: equal to rounding, not bit for bit. dx is a difference of nearly equal
+# terms (with m = 2 it is ~0), so its tolerance is set by the size of those terms.
+BATCH_NORM_SHAPES = [  # (N, C, M): M = H*W, L, or 1 for BatchNorm1D on (N, C)
+    (2, 3, 1),            # N = 2, M = 1: two values per channel
+    (7, 5, 1),            # BatchNorm1D on (N, C)
+    (3, 4, 9),            # BatchNorm1D on (N, C, L)
+    (2, 3, 35),           # odd plane (5x7)
+    (5, 1, 13),           # one channel
+    (32, 16, 64),         # many values per channel
+] + [tuple(int(v) for v in np.random.default_rng(seed).integers((2, 1, 1), (9, 7, 50)))
+     for seed in range(3)]                                   # random shapes
+
+
+def _batch_norm_rtol(dtype):
+    return 2e-6 if dtype == np.float32 else 1e-12
+
+
+def _assert_close(got, want, rtol, scale=None):
+    scale = np.abs(want).max() if scale is None else scale
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "no_affine"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BATCH_NORM_SHAPES)
+def test_batch_norm_equals_reference(shape, dtype, affine):
+    rng = np.random.default_rng(hash((shape, affine)) % 2**32)
+    C = shape[1]
+    x3 = (2 * randn(rng, shape, np.float64) - 1).astype(dtype)
+    gamma = rng.uniform(0.5, 2.0, C).astype(dtype) if affine else None
+    beta = randn(rng, (C,), dtype) if affine else None
+    rtol = _batch_norm_rtol(dtype)
+    got = cpu.batch_norm_forward(x3, gamma, beta, 1e-5)
+    want = F.batch_norm_forward(x3, gamma, beta, 1e-5)
+    for name, a, b in zip(["y3", "x_hat3", "mu", "var", "inv_sigma"], got, want):
+        assert a.dtype == dtype and a.shape == b.shape, name
+        _assert_close(a, b, rtol)
+    assert not np.shares_memory(got[0], got[1])              # y3 is not the cached x_hat3
+    _, x_hat3, _, _, inv_sigma = want
+    dy3 = randn(rng, shape, dtype)
+    got = cpu.batch_norm_backward(dy3, x_hat3, gamma, inv_sigma)
+    want = F.batch_norm_backward(dy3, x_hat3, gamma, inv_sigma)
+    scale = inv_sigma if gamma is None else gamma * inv_sigma
+    sums_scale = np.abs(dy3).sum(axis=(0, 2)).max()        # dgamma, dbeta may cancel to ~0
+    for name, a, b, size in zip(["dx3", "dgamma", "dbeta"], got, want,
+                                [np.abs(scale).max() * np.abs(dy3).max(), sums_scale, sums_scale]):
+        assert a.dtype == dtype and a.shape == b.shape, name
+        _assert_close(a, b, 4 * rtol, size)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(32, 4, 256), (9, 3, 1), (2, 2, 7)])
+def test_batch_norm_variance_is_stable_for_a_large_offset(shape, dtype):
+    # x = 1000 + noise(0.01): E[x^2] - E[x]^2 would lose about 10 digits to cancellation
+    # (all of float32's; in float64 it would be off by ~1e-6). Two passes with float64 sums
+    # keep the variance right to the data's rounding.
+    rng = np.random.default_rng(hash(shape) % 2**32)
+    x3 = (1000 + 0.01 * rng.standard_normal(shape)).astype(dtype)
+    exact = x3.astype(np.longdouble)                   # the variance of the rounded data
+    mu_exact = exact.mean(axis=(0, 2))
+    var_exact = ((exact - mu_exact[:, None]) ** 2).mean(axis=(0, 2))
+    _, x_hat3, mu, var, _ = cpu.batch_norm_forward(x3, None, None, 1e-20)   # eps << var
+    np.testing.assert_allclose(mu, mu_exact.astype(np.float64),
+                               rtol=1e-7 if dtype == np.float32 else 1e-15)
+    np.testing.assert_allclose(var, var_exact.astype(np.float64),
+                               rtol=2e-7 if dtype == np.float32 else 1e-12)
+    # x_hat is as good as the rounded mean allows: one ulp of 1000 is 6e-5 (float32) of sigma 0.01
+    np.testing.assert_allclose(x_hat3.var(axis=(0, 2), dtype=np.float64), 1,
+                               rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("make,shape", [
+    (lambda: nn.BatchNorm2D(3), (4, 3, 5, 7)),
+    (lambda: nn.BatchNorm2D(2, affine=False), (2, 2, 3, 3)),
+    (lambda: nn.BatchNorm1D(4, momentum=None), (6, 4)),
+    (lambda: nn.BatchNorm1D(3), (2, 3, 5)),
+], ids=["2d", "2d-no-affine", "1d", "1d-ncl"])
+def test_batchnorm_layers_same_with_and_without_kernels(make, shape, dtype):
+    rng = np.random.default_rng(13)
+    x = (3 + 2 * randn(rng, shape, np.float64)).astype(dtype)
+    dy = randn(rng, shape, dtype)
+    gamma = rng.uniform(0.5, 2.0, shape[1]).astype(dtype)
+    beta = randn(rng, (shape[1],), dtype)
+    results = []
+    for force in (False, True):
+        old = kernels.use_reference(force)
+        try:
+            layer = make().astype(dtype)
+            if layer.affine:
+                layer.gamma.data[...], layer.beta.data[...] = gamma, beta
+            y = layer.forward(x, training=True)
+            dx = layer.backward(dy)
+            y_eval = layer.forward(x, training=False)     # uses the running statistics just set
+        finally:
+            kernels.use_reference(old)
+        results.append([y, dx, y_eval, layer.running_mean.data, layer.running_var.data]
+                       + [p.grad for p in layer.parameters()])
+    rtol = 4 * _batch_norm_rtol(dtype)
+    for fast, plain in zip(*results):
+        assert fast.dtype == plain.dtype == dtype and fast.shape == plain.shape
+        _assert_close(fast, plain, rtol)
+
+
+def test_batch_norm_dispatch_numba_on_the_cpu_and_the_reference_elsewhere(reference_path):
+    x3 = np.zeros((2, 3, 4), np.float32)
+    assert kernels.backend_for("batch_norm_backward", x3) == "reference"    # forced
+    kernels.use_reference(False)
+    assert kernels.backend_for("batch_norm_forward", x3) == "numba"
+    assert kernels.backend_for("batch_norm_backward", x3.astype(np.float64)) == "numba"
+    assert kernels.REFERENCES["batch_norm_forward"] is F.batch_norm_forward
+    from nnlite.kernels import gpu
+    if not hasattr(gpu, "batch_norm_forward"):      # no CUDA kernel: CuPy takes the reference
+        assert kernels.dispatch._pick("batch_norm_forward", object()) is F.batch_norm_forward
+        assert kernels.dispatch._pick("batch_norm_backward", object()) is F.batch_norm_backward
+
+
 # ---------------------------------------------------- layers, both paths
 def _layer_both_ways(make_layer, x, seed=0):
     """forward + backward with the kernels and with the references: (outputs, grads) twice."""

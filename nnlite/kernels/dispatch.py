@@ -44,7 +44,7 @@ _gpu_module = None               # the imported nnlite.kernels.gpu, False if it 
 #: name -> the plain reference (the definition) in nnlite.functional
 REFERENCES = {name: getattr(functional, name) for name in (
     "im2col", "col2im", "max_pool_forward", "max_pool_backward", "lrn_forward",
-    "lrn_backward", "adam_update")}
+    "lrn_backward", "batch_norm_forward", "batch_norm_backward", "adam_update")}
 
 
 def use_reference(flag: bool | None = True) -> bool | None:
@@ -194,6 +194,21 @@ def lrn_backward(dy, x, s, p, size: int, alpha: float, beta: float):
     return _pick("lrn_backward", dy)(dy, x, s, p, size, alpha, beta)
 
 
+def batch_norm_forward(x3, gamma, beta, eps: float):
+    """``(y3, x_hat3, mu, var, inv_sigma)`` of ``x3`` (N, C, M).
+
+    See :func:`nnlite.functional.batch_norm_forward`.
+
+    (No CUDA kernel: CuPy arrays take the reference.)
+    """
+    return _pick("batch_norm_forward", x3)(x3, gamma, beta, eps)
+
+
+def batch_norm_backward(dy3, x_hat3, gamma, inv_sigma):
+    """``(dx3, dgamma, dbeta)``; see :func:`nnlite.functional.batch_norm_backward`."""
+    return _pick("batch_norm_backward", dy3)(dy3, x_hat3, gamma, inv_sigma)
+
+
 def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t: int,
                 v_max=None) -> None:
     """One in-place Adam step on ``p``, ``m``, ``v`` (and ``v_max``); see :func:`nnlite.functional.adam_update`.
@@ -215,4 +230,4 @@ def adam_update(p, g, m, v, lr: float, beta1: float, beta2: float, eps: float, t
 __all__ = ["REFERENCES", "use_reference", "reference_forced", "backend_for", "im2col",
            "col2im", "max_pool_forward", "max_pool_backward", "max_pool_argmax_available",
            "max_pool_forward_argmax", "max_pool_backward_argmax", "lrn_forward", "lrn_backward",
-           "adam_update"]
+           "batch_norm_forward", "batch_norm_backward", "adam_update"]
