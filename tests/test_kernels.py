@@ -526,6 +526,53 @@ def test_conv2d_fast_path_in_blocks_equals_plain_path(monkeypatch, dtype):
             np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
 
 
+@pytest.mark.parametrize("direction", ["forward", "backward", "both"])
+@pytest.mark.parametrize("case", range(len(CONV_CASES)))
+def test_conv2d_one_sample_blocks_equal_plain_path(monkeypatch, direction, case):
+    # A sample with OH*OW >= ONE_SAMPLE_POSITIONS is a block by itself: its output rows are
+    # y[n] and dy[n] as they are (no transposing pass). Threshold 1: every layer takes it.
+    for d in (("forward", "backward") if direction == "both" else (direction,)):
+        monkeypatch.setitem(conv_blocked.ONE_SAMPLE_POSITIONS[d], "cpu", 1)
+    kwargs, shape = CONV_CASES[case]
+    x = randn(np.random.default_rng(21), shape, np.float64)
+    for frozen in (False, True):
+        def make():
+            layer = nn.Conv2D(**kwargs, seed=5).astype(np.float64)
+            if layer.b is not None:                       # a bias that is not zero
+                layer.b.data[:] = np.random.default_rng(2).standard_normal(layer.b.data.shape)
+            layer.W.trainable = not frozen
+            return layer
+        fast, plain = _layer_both_ways(make, x)
+        for a, b in zip(fast, plain):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13 * np.abs(b).max())
+
+
+def test_conv2d_one_sample_backward_keeps_no_columns(monkeypatch):
+    # Columns are kept from forward only for a backward that runs the batch as one block.
+    monkeypatch.setitem(conv_blocked.ONE_SAMPLE_POSITIONS["backward"], "cpu", 1)
+    layer = nn.Conv2D(3, 4, 3, padding=1, seed=1)
+    x = randn(np.random.default_rng(3), (2, 3, 5, 5), np.float32)
+    y = layer.forward(x, training=True)
+    assert layer._cache[1] == []
+    dx = layer.backward(np.ones_like(y))
+    monkeypatch.setitem(conv_blocked.ONE_SAMPLE_POSITIONS["backward"], "cpu", None)
+    layer.forward(x, training=True)
+    assert len(layer._cache[1]) == 1                      # one block both ways: kept
+    np.testing.assert_allclose(layer.backward(np.ones_like(y)), dx, rtol=1e-5, atol=1e-5)
+
+
+def test_conv2d_blocks_are_single_samples_on_large_output_planes():
+    x = np.zeros((3, 1, 52, 52), np.float32)
+    fwd = conv_blocked.ONE_SAMPLE_POSITIONS["forward"]["cpu"]
+    bwd = conv_blocked.ONE_SAMPLE_POSITIONS["backward"]["cpu"]
+    assert bwd <= fwd
+    side = int(fwd ** 0.5) + 1                            # OH*OW above both thresholds
+    for direction in ("forward", "backward"):
+        assert conv_blocked.sample_blocks(x, 3, 1, 32, 5, 5, side, side, direction) == \
+            [(0, 1), (1, 2), (2, 3)]
+        assert conv_blocked.sample_blocks(x, 3, 1, 32, 5, 5, 4, 4, direction) == [(0, 3)]
+
+
 @pytest.mark.parametrize("layer", ["max", "lrn"])
 def test_pool_and_lrn_layers_same_with_and_without_kernels(layer):
     x = randn(np.random.default_rng(8), (3, 7, 9, 9), np.float32)
