@@ -526,13 +526,13 @@ def test_conv2d_fast_path_in_blocks_equals_plain_path(monkeypatch, dtype):
             np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
 
 
-@pytest.mark.parametrize("direction", ["forward", "backward", "both"])
 @pytest.mark.parametrize("case", range(len(CONV_CASES)))
-def test_conv2d_one_sample_blocks_equal_plain_path(monkeypatch, direction, case):
-    # A sample with OH*OW >= ONE_SAMPLE_POSITIONS is a block by itself: its output rows are
-    # y[n] and dy[n] as they are (no transposing pass). Threshold 1: every layer takes it.
-    for d in (("forward", "backward") if direction == "both" else (direction,)):
-        monkeypatch.setitem(conv_blocked.ONE_SAMPLE_POSITIONS[d], "cpu", 1)
+def test_conv2d_one_sample_blocks_equal_plain_path(monkeypatch, case):
+    # Thin columns on a large output plane: a sample is a block by itself, its output rows
+    # y[n] and dy[n] as they are (no transposing pass). Limits 10**6 rows and 1 position:
+    # every layer takes that path here.
+    monkeypatch.setitem(conv_blocked.ONE_SAMPLE_MAX_ROWS, "cpu", 10**6)
+    monkeypatch.setattr(conv_blocked, "ONE_SAMPLE_MIN_POSITIONS", 1)
     kwargs, shape = CONV_CASES[case]
     x = randn(np.random.default_rng(21), shape, np.float64)
     for frozen in (False, True):
@@ -547,30 +547,17 @@ def test_conv2d_one_sample_blocks_equal_plain_path(monkeypatch, direction, case)
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13 * np.abs(b).max())
 
 
-def test_conv2d_one_sample_backward_keeps_no_columns(monkeypatch):
-    # Columns are kept from forward only for a backward that runs the batch as one block.
-    monkeypatch.setitem(conv_blocked.ONE_SAMPLE_POSITIONS["backward"], "cpu", 1)
-    layer = nn.Conv2D(3, 4, 3, padding=1, seed=1)
-    x = randn(np.random.default_rng(3), (2, 3, 5, 5), np.float32)
-    y = layer.forward(x, training=True)
-    assert layer._cache[1] == []
-    dx = layer.backward(np.ones_like(y))
-    monkeypatch.setitem(conv_blocked.ONE_SAMPLE_POSITIONS["backward"], "cpu", None)
-    layer.forward(x, training=True)
-    assert len(layer._cache[1]) == 1                      # one block both ways: kept
-    np.testing.assert_allclose(layer.backward(np.ones_like(y)), dx, rtol=1e-5, atol=1e-5)
-
-
-def test_conv2d_blocks_are_single_samples_on_large_output_planes():
+def test_conv2d_one_sample_blocks_for_thin_columns_on_large_planes():
     x = np.zeros((3, 1, 52, 52), np.float32)
-    fwd = conv_blocked.ONE_SAMPLE_POSITIONS["forward"]["cpu"]
-    bwd = conv_blocked.ONE_SAMPLE_POSITIONS["backward"]["cpu"]
-    assert bwd <= fwd
-    side = int(fwd ** 0.5) + 1                            # OH*OW above both thresholds
-    for direction in ("forward", "backward"):
-        assert conv_blocked.sample_blocks(x, 3, 1, 32, 5, 5, side, side, direction) == \
-            [(0, 1), (1, 2), (2, 3)]
-        assert conv_blocked.sample_blocks(x, 3, 1, 32, 5, 5, 4, 4, direction) == [(0, 3)]
+    rows, positions = conv_blocked.ONE_SAMPLE_MAX_ROWS["cpu"], conv_blocked.ONE_SAMPLE_MIN_POSITIONS
+    assert rows >= 25 and positions <= 48 * 48        # the MIAS CNN's conv1: 1 channel, 5x5, 48x48
+
+    def blocks(C, K, side, groups=1):
+        return conv_blocked.sample_blocks(x, 3, C, 32, K, K, side, side, groups)
+    assert blocks(1, 5, 48) == [(0, 1), (1, 2), (2, 3)]
+    assert blocks(2, 5, 48, groups=2) == [(0, 1), (1, 2), (2, 3)]   # 25 rows per group
+    assert blocks(1, 5, 4) == [(0, 3)]                # a small plane: one block (it fits)
+    assert blocks(32, 3, 16) == [(0, 3)]              # 288 rows: blocks by size (all fits)
 
 
 @pytest.mark.parametrize("layer", ["max", "lrn"])

@@ -38,34 +38,36 @@ COLUMN_BLOCK_BYTES = {"cpu": 4 << 20, "gpu": 256 << 20}
 #: batch 32, 19 MB: about 12 ms for forward + backward in one block, 18 ms in three).
 SINGLE_BLOCK_BYTES = {"cpu": 24 << 20, "gpu": 1 << 30}
 
-#: A sample whose output plane has at least this many positions (``OH*OW``) is a block by
-#: itself, in forward or in backward (None: never). One sample's output rows
-#: ``(F, OH*OW)`` are ``y[n]`` itself, NCHW: forward writes the products straight into
-#: ``y`` and backward reads ``dy[n]`` as it is, with no transposing pass either way, and a
-#: sample's columns are small enough to stay in the core's own cache. Measured (CPU, 2
-#: threads, interleaved, forward + backward against 4 MB blocks): the MIAS CNN's conv1
-#: (48x48) 0.91-0.94 and conv2 (24x24 in backward only) 0.87-0.93, reduced AlexNet@128's
-#: conv1 (32x32) 0.54-0.83 and conv2 (16x16, backward only) 0.99-1.11 of the time; a
-#: one-sample forward lost on the 16x16 and 24x24 maps (1.1-1.6x slower) and both
-#: directions lost on 8x8 maps (2x), where the products are too small.
-ONE_SAMPLE_POSITIONS = {"forward": {"cpu": 1024, "gpu": None},
-                        "backward": {"cpu": 256, "gpu": None}}
+#: A sample is a block by itself when its columns have at most this many rows
+#: (``C/G*KH*KW``: a first layer on a one- to three-channel image; None: never) and its
+#: output plane at least :data:`ONE_SAMPLE_MIN_POSITIONS` positions. One sample's output
+#: rows ``(F, OH*OW)`` are ``y[n]`` itself, NCHW: forward writes the products straight into
+#: ``y`` and backward reads ``dy[n]`` as it is, with no transposing pass either way, which
+#: for such thin columns costs more than the products. Measured (CPU, 2 threads,
+#: interleaved, against 4 MB blocks): Conv2D 1->16 3x3 on 64x64 at batch 32 forward 0.73,
+#: backward 0.48 of the time; reduced AlexNet@128's conv1 (5x5/2, 32x32 out) forward +
+#: backward 0.54-0.83; the MIAS CNN's conv1 (5x5, 48x48) forward 0.90. With more rows it
+#: did not pay: 32->32 3x3 on 32x32 took 1.28x (forward) and 1.16x (backward), 16->16 3x3
+#: on 16x16 1.46x in backward (many small products), the MIAS CNN's conv2 0.98x.
+ONE_SAMPLE_MAX_ROWS = {"cpu": 32, "gpu": None}
+ONE_SAMPLE_MIN_POSITIONS = 256
 
 
 def sample_blocks(a, N: int, C: int, F: int, KH: int, KW: int, OH: int, OW: int,
-                  direction: str = "forward") -> list:
+                  groups: int = 1) -> list:
     """``(start, stop)`` ranges of samples processed together, of (nearly) equal sizes.
 
-    One sample a block when ``OH*OW`` reaches :data:`ONE_SAMPLE_POSITIONS` for this
-    ``direction`` (``"forward"`` or ``"backward"``); otherwise a block's columns and output
-    rows take about :data:`COLUMN_BLOCK_BYTES`, or the whole batch is one block if it
-    fits in :data:`SINGLE_BLOCK_BYTES`. ``a`` is any array of the batch (its device and
-    dtype set the sizes).
+    One sample a block for thin columns on a large output plane (:data:`ONE_SAMPLE_MAX_ROWS`,
+    :data:`ONE_SAMPLE_MIN_POSITIONS`); otherwise a block's columns and output rows take
+    about :data:`COLUMN_BLOCK_BYTES`, or the whole batch is one block if it fits in
+    :data:`SINGLE_BLOCK_BYTES`. ``a`` is any array of the batch (its device and dtype set
+    the sizes).
     """
     per_sample = (C * KH * KW + F) * OH * OW * a.dtype.itemsize
     device = device_of(a)
-    one_sample = ONE_SAMPLE_POSITIONS[direction][device]
-    if one_sample is not None and OH * OW >= one_sample:
+    max_rows = ONE_SAMPLE_MAX_ROWS[device]
+    if max_rows is not None and C // groups * KH * KW <= max_rows \
+            and OH * OW >= ONE_SAMPLE_MIN_POSITIONS:
         return [(n, n + 1) for n in range(N)]
     if N * per_sample <= SINGLE_BLOCK_BYTES[device]:
         return [(0, N)] if N else []
@@ -80,7 +82,7 @@ def conv2d_forward(x_padded, W, b, stride: tuple, dilation: tuple, groups: int,
 
     Args:
         x_padded: ``(N, C, Hp, Wp)``; W: ``(F, C/G, KH, KW)``; b: ``(F,)`` or None.
-        keep_cols: keep the columns for backward when the batch is one block both ways.
+        keep_cols: keep the columns for backward when the batch is one block.
 
     Returns:
         ``(y, kept)``: y ``(N, F, OH, OW)``, and ``kept``, a list holding the one block's
@@ -95,7 +97,7 @@ def conv2d_forward(x_padded, W, b, stride: tuple, dilation: tuple, groups: int,
     K, Fg = C // G * KH * KW, F // G
     W_rows = W.reshape(F, K)                                    # (F, C/G*KH*KW)
     y = xp.empty((N, F, OH, OW), dtype=x_padded.dtype)
-    blocks = sample_blocks(x_padded, N, C, F, KH, KW, OH, OW)
+    blocks = sample_blocks(x_padded, N, C, F, KH, KW, OH, OW, G)
     kept = []
     for start, stop in blocks:
         n = stop - start
@@ -116,8 +118,7 @@ def conv2d_forward(x_padded, W, b, stride: tuple, dilation: tuple, groups: int,
         else:
             y[start:stop] = y_block
         del y_rows, y_block
-    if keep_cols and blocks == [(0, N)] == sample_blocks(x_padded, N, C, F, KH, KW, OH, OW,
-                                                         "backward"):
+    if keep_cols and len(blocks) == 1:
         kept.append(cols)
     return y, kept
 
@@ -154,7 +155,7 @@ def conv2d_backward(dy, x_padded, kept: list, W, need_dW: bool, stride: tuple,
     db = xp.zeros((F,), dtype=dy.dtype)
     dx = xp.empty((N, C, Hp - top - bottom, Wp - left - right), dtype=dy.dtype) if need_dx \
         else None
-    for start, stop in sample_blocks(dy, N, C, F, KH, KW, OH, OW, "backward"):
+    for start, stop in sample_blocks(dy, N, C, F, KH, KW, OH, OW, G):
         n = stop - start
         dy_rows = dy[start].reshape(F, OH * OW) if n == 1 else \
             xp.ascontiguousarray(dy[start:stop].transpose(1, 0, 2, 3)).reshape(
@@ -181,5 +182,6 @@ def conv2d_backward(dy, x_padded, kept: list, W, need_dW: bool, stride: tuple,
     return dx, dW, db
 
 
-__all__ = ["COLUMN_BLOCK_BYTES", "SINGLE_BLOCK_BYTES", "sample_blocks", "conv2d_forward",
+__all__ = ["COLUMN_BLOCK_BYTES", "SINGLE_BLOCK_BYTES", "ONE_SAMPLE_MAX_ROWS",
+           "ONE_SAMPLE_MIN_POSITIONS", "sample_blocks", "conv2d_forward",
            "conv2d_backward"]
