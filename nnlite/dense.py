@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from . import regularizers
-from .backend import as_generator
+from .backend import as_generator, get_array_module
 from .initializers import get_initializer, zeros
 from .layer import Layer
 from .parameter import Parameter
@@ -68,8 +68,11 @@ class Dense(Layer):
     def backward(self, dy):
         x = self._saved()
         self._check_grad(dy, (x.shape[0], self.out_features))
-        if self.W.trainable:
-            self.W.grad = x.T @ dy               # (in_features, out_features)
+        if self.W.trainable:                     # (in_features, out_features), into the old
+            xp = get_array_module(x)             # gradient's memory when nobody else holds it
+            out = self.W.reusable_grad((self.in_features, self.out_features),
+                                       xp.result_type(x.dtype, dy.dtype))
+            self.W.grad = xp.matmul(x.T, dy, out=out)       # dW = x.T @ dy
         if self.b is not None and self.b.trainable:
             self.b.grad = dy.sum(axis=0)         # (out_features,)
         return dy @ self.W.data.T                # (N, in_features)

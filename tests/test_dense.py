@@ -5,6 +5,7 @@ import pytest
 
 from nnlite.dense import Dense, Flatten
 from nnlite.gradcheck import assert_gradcheck, gradcheck
+from nnlite.parameter import Parameter
 
 
 def _x(shape, seed=0, dtype=np.float64):
@@ -146,3 +147,42 @@ def test_flatten_errors_and_no_mutation():
     with pytest.raises(ValueError, match="expected dy of shape"):
         layer.backward(np.zeros((2, 3), np.float32))
     assert Flatten(**json.loads(json.dumps(Flatten(name="f").get_config()))).name == "f"
+
+
+def test_dense_writes_dW_into_its_old_gradient_only_when_nobody_holds_it():
+    # Dense.backward reuses W.grad's memory (Parameter.reusable_grad) when nothing else refers
+    # to that array; a gradient the caller kept must never change under them.
+    rng = np.random.default_rng(4)
+    layer = Dense(6, 3, seed=0).astype("float32")
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    dy1, dy2 = (rng.standard_normal((5, 3)).astype(np.float32) for _ in range(2))
+    layer.forward(x, training=True)
+    layer.backward(dy1)
+    kept = layer.W.grad
+    kept_values = kept.copy()
+    layer.forward(x, training=True)
+    layer.backward(dy2)
+    assert layer.W.grad is not kept                      # held by the caller: a new array
+    np.testing.assert_array_equal(kept, kept_values)
+    np.testing.assert_allclose(layer.W.grad, x.T @ dy2, rtol=1e-6)
+    del kept
+    address = layer.W.grad.__array_interface__["data"][0]
+    layer.forward(x, training=True)
+    layer.backward(dy1)
+    assert layer.W.grad.__array_interface__["data"][0] == address   # nobody held it: reused
+    np.testing.assert_allclose(layer.W.grad, x.T @ dy1, rtol=1e-6)
+    view = layer.W.grad[:2]                              # a view keeps the array referenced
+    layer.forward(x, training=True)
+    layer.backward(dy2)
+    np.testing.assert_allclose(view, (x.T @ dy1)[:2], rtol=1e-6)
+
+
+def test_reusable_grad_refuses_a_wrong_shape_dtype_or_a_view():
+    p = Parameter(np.zeros((3, 4), np.float32))
+    assert p.reusable_grad((3, 4), np.dtype(np.float32)) is p.grad
+    assert p.reusable_grad((4, 3), np.dtype(np.float32)) is None
+    assert p.reusable_grad((3, 4), np.dtype(np.float64)) is None
+    p.grad = np.zeros((6, 4), np.float32)[:3]            # a view of another array
+    assert p.reusable_grad((3, 4), np.dtype(np.float32)) is None
+    p.grad = None
+    assert p.reusable_grad((3, 4), np.dtype(np.float32)) is None
