@@ -23,6 +23,15 @@ def randn(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
 
 
+@pytest.fixture(autouse=True)
+def default_path():
+    """Every test here starts on the default (kernel) path, whatever NNLITE_KERNELS says:
+    the tests compare the two paths, and choose the plain one themselves."""
+    previous = kernels.use_reference(False)
+    yield
+    kernels.use_reference(previous)
+
+
 @pytest.fixture
 def reference_path():
     """Run the block with the plain references forced, then restore the setting."""
@@ -471,6 +480,9 @@ def _layer_both_ways(make_layer, x, seed=0):
     results = []
     for force in (False, True):
         layer = make_layer()
+        for k, p in enumerate(layer.parameters()):     # a bias left at zero would hide a bias bug
+            if not p.data.any():
+                p.data[...] = randn(np.random.default_rng(100 + k), p.data.shape, p.data.dtype)
         old = kernels.use_reference(force)
         try:
             y = layer.forward(x, training=True)
