@@ -28,6 +28,12 @@ class Dense(Layer):
         W: ``(in_features, out_features)``; b: ``(out_features,)``.
         Put a :class:`Flatten` before it to feed it feature maps ``(N, C, H, W)``.
 
+    Memory: ``backward`` writes dW into the previous step's ``W.grad`` array when
+    nothing else refers to it (:meth:`~nnlite.parameter.Parameter.reusable_grad`), so a
+    large layer does not get a fresh gradient array, mapped and zeroed by the
+    operating system, every step; a gradient you kept (``g = layer.W.grad``) is
+    never overwritten.
+
     Args:
         in_features: number of input features per sample.
         out_features: number of output units.
